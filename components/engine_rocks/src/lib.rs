@@ -1,0 +1,25 @@
+//! The RocksDB implementations of the engine traits: [`RocksEngine`] (KV engine) and
+//! [`RocksRaftEngine`] (raft engine), each over its own RocksDB instance.
+//!
+//! Architecture invariant: this is the only crate that names a `rocksdb` type; everything above
+//! it programs against `engine_traits`. Both engines are `Arc<DB>` handles: clones are cheap
+//! and the database closes when the last clone (and snapshot, and iterator) drops.
+
+mod config;
+mod db;
+mod error;
+mod kv;
+mod raft_engine;
+mod size;
+mod snapshot;
+mod write_batch;
+
+pub use crate::config::{Compression, RocksDbConfig, NUM_LEVELS};
+pub use crate::error::OpenError;
+pub use crate::kv::{open_kv_engine, RocksEngine};
+pub use crate::raft_engine::{
+    open_raft_engine, RocksLogBatch, RocksRaftEngine, GC_KEYS_PER_WRITE_MAX,
+    TAIL_POINT_DELETES_MAX,
+};
+pub use crate::snapshot::{RocksIterator, RocksSnapshot};
+pub use crate::write_batch::RocksWriteBatch;
