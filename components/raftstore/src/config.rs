@@ -1,0 +1,233 @@
+//! The `[raftstore]` section: thread pools, raft timing and per-region limits.
+//!
+//! Option names are TiKV's, so an operator's knowledge carries over. Invariants after
+//! [`Config::validate`], relied on everywhere in the crate:
+//! - `raft_heartbeat_ticks < raft_election_timeout_ticks` (raft-rs requires it);
+//! - `raft_store_max_leader_lease <= election timeout - one base tick`: a leader's lease must
+//!   expire before any other peer can win an election, or two peers could both serve lease reads;
+//! - every count and size used as a bound is at least 1.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use util::config::{ConfigError, ReadableDuration, ReadableSize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Threads driving raft peers (one FSM per region).
+    pub store_pool_size: usize,
+    /// Most regions handled in one store poll round; their raft writes share one fsync.
+    pub store_max_batch_size: usize,
+    /// Threads applying committed entries to the KV engine.
+    pub apply_pool_size: usize,
+    /// Most regions handled in one apply poll round; their writes share one KV write.
+    pub apply_max_batch_size: usize,
+    /// Capacity of each region's mailbox; when full, requests are answered "server is busy".
+    pub notify_capacity: usize,
+    /// A region polled without pause for this long goes to the back of the queue.
+    pub reschedule_duration: ReadableDuration,
+    /// Most messages one region handles in one poll round before yielding to the others.
+    pub messages_per_tick: usize,
+
+    /// The logical clock of every region advances one tick per interval.
+    pub raft_base_tick_interval: ReadableDuration,
+    pub raft_heartbeat_ticks: usize,
+    pub raft_election_timeout_ticks: usize,
+    /// Lower bound of the randomized election timeout; 0 means `raft-election-timeout-ticks`.
+    pub raft_min_election_timeout_ticks: usize,
+    /// Upper bound (exclusive) of the randomized election timeout; 0 means twice
+    /// `raft-election-timeout-ticks`.
+    pub raft_max_election_timeout_ticks: usize,
+    /// Most bytes of entries in one append message.
+    pub raft_max_size_per_msg: ReadableSize,
+    /// Most append messages in flight to one follower.
+    pub raft_max_inflight_msgs: usize,
+    /// Largest command accepted; larger ones are refused with `RaftEntryTooLarge`.
+    pub raft_entry_max_size: ReadableSize,
+    /// How long a leader may serve reads locally after a quorum confirmed its leadership.
+    pub raft_store_max_leader_lease: ReadableDuration,
+    /// Pre-vote keeps a partitioned peer that rejoins from disrupting the leader.
+    pub prevote: bool,
+    /// Most proposals a region may have waiting for apply; more are refused as busy.
+    pub max_pending_proposals: usize,
+    /// Most read-index requests a region may have waiting; more are refused as busy.
+    pub max_pending_reads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let batch = batch_system::Config::default();
+        Config {
+            store_pool_size: batch.pool_size,
+            // TiKV's default without region hibernation, which we do not have yet.
+            store_max_batch_size: 1024,
+            apply_pool_size: batch.pool_size,
+            apply_max_batch_size: batch.max_batch_size,
+            notify_capacity: batch.notify_capacity,
+            reschedule_duration: batch.reschedule_duration,
+            // TiKV's value: enough to drain a burst, small enough to bound one region's turn.
+            messages_per_tick: 4096,
+            raft_base_tick_interval: ReadableDuration::secs(1),
+            raft_heartbeat_ticks: 2,
+            raft_election_timeout_ticks: 10,
+            raft_min_election_timeout_ticks: 0,
+            raft_max_election_timeout_ticks: 0,
+            raft_max_size_per_msg: ReadableSize::mib(1),
+            raft_max_inflight_msgs: 256,
+            raft_entry_max_size: ReadableSize::mib(8),
+            // One base tick short of the 10 s election timeout, as TiKV.
+            raft_store_max_leader_lease: ReadableDuration::secs(9),
+            prevote: true,
+            // Bounds the memory of callbacks held per region; a client that hits it gets
+            // "server is busy" and backs off.
+            max_pending_proposals: 10_000,
+            max_pending_reads: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// A config with short ticks for tests: 10 ms ticks, 50 ms heartbeats, 250 ms elections.
+    pub fn for_tests() -> Config {
+        Config {
+            store_pool_size: 1,
+            apply_pool_size: 1,
+            raft_base_tick_interval: ReadableDuration::millis(10),
+            raft_heartbeat_ticks: 5,
+            raft_election_timeout_ticks: 25,
+            raft_store_max_leader_lease: ReadableDuration::millis(200),
+            ..Config::default()
+        }
+    }
+
+    /// The election timeout as a duration (lower bound of the randomized timeout).
+    pub fn election_timeout(&self) -> Duration {
+        self.raft_base_tick_interval.as_duration() * self.min_election_ticks() as u32
+    }
+
+    pub fn min_election_ticks(&self) -> usize {
+        if self.raft_min_election_timeout_ticks == 0 {
+            self.raft_election_timeout_ticks
+        } else {
+            self.raft_min_election_timeout_ticks
+        }
+    }
+
+    pub fn max_election_ticks(&self) -> usize {
+        if self.raft_max_election_timeout_ticks == 0 {
+            self.raft_election_timeout_ticks * 2
+        } else {
+            self.raft_max_election_timeout_ticks
+        }
+    }
+
+    /// The batch-system config of the store (raft) pool.
+    pub fn store_batch_system(&self) -> batch_system::Config {
+        batch_system::Config {
+            pool_size: self.store_pool_size,
+            max_batch_size: self.store_max_batch_size,
+            notify_capacity: self.notify_capacity,
+            reschedule_duration: self.reschedule_duration,
+        }
+    }
+
+    /// The batch-system config of the apply pool.
+    pub fn apply_batch_system(&self) -> batch_system::Config {
+        batch_system::Config {
+            pool_size: self.apply_pool_size,
+            max_batch_size: self.apply_max_batch_size,
+            notify_capacity: self.notify_capacity,
+            reschedule_duration: self.reschedule_duration,
+        }
+    }
+
+    /// Checks the invariants in the module doc. Keys are local; the caller adds the section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        // The batch system names its keys without our store-/apply- prefix; say which pool.
+        let pool = |e: ConfigError, pool: &str| match e {
+            ConfigError::Invalid { key, reason } => ConfigError::invalid(format!("{pool}-{key}"), reason),
+            ConfigError::Conflict { .. } => e,
+        };
+        self.store_batch_system().validate().map_err(|e| pool(e, "store"))?;
+        self.apply_batch_system().validate().map_err(|e| pool(e, "apply"))?;
+        for (key, value) in [
+            ("messages-per-tick", self.messages_per_tick),
+            ("raft-heartbeat-ticks", self.raft_heartbeat_ticks),
+            ("raft-max-inflight-msgs", self.raft_max_inflight_msgs),
+            ("max-pending-proposals", self.max_pending_proposals),
+            ("max-pending-reads", self.max_pending_reads),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
+        }
+        if self.raft_base_tick_interval.is_zero() {
+            return Err(ConfigError::invalid("raft-base-tick-interval", "must be positive"));
+        }
+        if self.raft_election_timeout_ticks <= self.raft_heartbeat_ticks {
+            return Err(ConfigError::conflict(
+                "raft-election-timeout-ticks",
+                "raft-heartbeat-ticks",
+                "the election timeout must be longer than the heartbeat interval",
+            ));
+        }
+        if self.min_election_ticks() < self.raft_election_timeout_ticks
+            || self.max_election_ticks() <= self.min_election_ticks()
+        {
+            return Err(ConfigError::conflict(
+                "raft-min-election-timeout-ticks",
+                "raft-max-election-timeout-ticks",
+                "need election-timeout <= min < max",
+            ));
+        }
+        if self.raft_max_size_per_msg.as_bytes() == 0 || self.raft_entry_max_size.as_bytes() == 0 {
+            return Err(ConfigError::invalid("raft-entry-max-size", "sizes must be positive"));
+        }
+        let lease_limit = self.election_timeout().saturating_sub(self.raft_base_tick_interval.as_duration());
+        if self.raft_store_max_leader_lease.as_duration() > lease_limit {
+            return Err(ConfigError::conflict(
+                "raft-store-max-leader-lease",
+                "raft-election-timeout-ticks",
+                format!(
+                    "the lease ({}) must not exceed the election timeout minus one tick ({})",
+                    self.raft_store_max_leader_lease,
+                    ReadableDuration(lease_limit)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_test_config_are_valid() {
+        Config::default().validate().unwrap();
+        Config::for_tests().validate().unwrap();
+        assert_eq!(Config::default().election_timeout(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn lease_must_end_before_an_election_can_finish() {
+        let cfg = Config { raft_store_max_leader_lease: ReadableDuration::secs(10), ..Config::default() };
+        let err = cfg.validate().unwrap_err();
+        assert!(matches!(&err, ConfigError::Conflict { key, .. } if key == "raft-store-max-leader-lease"), "{err}");
+    }
+
+    #[test]
+    fn election_must_be_longer_than_heartbeat() {
+        let cfg = Config { raft_heartbeat_ticks: 10, ..Config::default() };
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn pool_errors_name_the_pool() {
+        let cfg = Config { apply_pool_size: 0, ..Config::default() };
+        let err = cfg.validate().unwrap_err().in_section("raftstore");
+        assert_eq!(err.to_string(), "invalid value for `raftstore.apply-pool-size`: must be at least 1");
+    }
+}

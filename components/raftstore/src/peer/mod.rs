@@ -1,0 +1,3 @@
+//! One region's raft peer, split by concern.
+
+pub mod lease;
