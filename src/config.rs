@@ -1,0 +1,247 @@
+//! The whole-process configuration: one section per component, parsed once here and passed down.
+//!
+//! Each component crate owns the type of its own section and its `validate()`. This file only
+//! composes them, applies command-line overrides and checks what spans sections. Unknown keys are
+//! rejected, so a misspelt option fails start-up instead of being ignored.
+//!
+//! `etc/config-template.toml` documents every option with its default; `tests/config_template.rs`
+//! keeps the two in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use util::config::ConfigError;
+use util::logger::LogConfig;
+
+/// The contents of a regionstore-server config file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    pub log: LogConfig,
+    pub server: ServerConfig,
+    pub pd: PdConfig,
+    pub raftstore: raftstore::Config,
+    /// The KV engine: user data plus region and apply state.
+    pub rocksdb: engine_rocks::RocksDbConfig,
+    /// The raft engine: raft logs and raft state of every region on the store.
+    pub raftdb: engine_rocks::RocksDbConfig,
+}
+
+/// Network addresses and the data directory of one store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address for clients and for the other stores.
+    pub addr: String,
+    /// Address advertised to PD and other stores; empty means `addr`. Set it when `addr` is a
+    /// wildcard such as 0.0.0.0.
+    pub advertise_addr: String,
+    /// HTTP address for `/metrics` and `/status`.
+    pub status_addr: String,
+    /// Holds the KV engine (`db/`) and the raft engine (`raft/`).
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            // TiKV's ports, so habits and tools carry over.
+            addr: "127.0.0.1:20160".to_owned(),
+            advertise_addr: String::new(),
+            status_addr: "127.0.0.1:20180".to_owned(),
+            data_dir: PathBuf::from("./data/store"),
+        }
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [("addr", &self.addr), ("status-addr", &self.status_addr)] {
+            check_socket_addr(key, value)?;
+        }
+        if !self.advertise_addr.is_empty() {
+            check_socket_addr("advertise-addr", &self.advertise_addr)?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data-dir", "must not be empty"));
+        }
+        if self.addr == self.status_addr {
+            return Err(ConfigError::conflict("addr", "status-addr", "must be different ports"));
+        }
+        Ok(())
+    }
+
+    /// Directory of the KV engine.
+    pub fn kv_engine_path(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+
+    /// Directory of the raft engine.
+    pub fn raft_engine_path(&self) -> PathBuf {
+        self.data_dir.join("raft")
+    }
+}
+
+fn check_socket_addr(key: &str, value: &str) -> Result<(), ConfigError> {
+    value
+        .parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid(key, format!("`{value}` is not an ip:port address ({e})")))
+}
+
+/// How to reach the placement driver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PdConfig {
+    /// PD client endpoints, `host:port` with an optional `http://` prefix.
+    pub endpoints: Vec<String>,
+}
+
+impl Default for PdConfig {
+    fn default() -> Self {
+        PdConfig { endpoints: vec!["127.0.0.1:2379".to_owned()] }
+    }
+}
+
+impl PdConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.endpoints.is_empty() {
+            return Err(ConfigError::invalid("endpoints", "needs at least one PD address"));
+        }
+        if let Some(bad) = self.endpoints.iter().find(|e| e.trim().is_empty()) {
+            return Err(ConfigError::invalid("endpoints", format!("empty endpoint in {bad:?}")));
+        }
+        Ok(())
+    }
+}
+
+/// Values given on the command line; they win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub pd_endpoints: Option<Vec<String>>,
+    pub addr: Option<String>,
+    pub advertise_addr: Option<String>,
+    pub status_addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+}
+
+impl Config {
+    /// Reads `path` (defaults when `None`), applies `overrides` and validates the result.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, LoadError> {
+        let mut cfg = match path {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text)
+            .map_err(|source| LoadError::Parse { path: path.to_owned(), source: Box::new(source) })
+    }
+
+    pub fn apply(&mut self, o: &Overrides) {
+        if let Some(endpoints) = &o.pd_endpoints {
+            self.pd.endpoints = endpoints.clone();
+        }
+        if let Some(addr) = &o.addr {
+            self.server.addr = addr.clone();
+        }
+        if let Some(addr) = &o.advertise_addr {
+            self.server.advertise_addr = addr.clone();
+        }
+        if let Some(addr) = &o.status_addr {
+            self.server.status_addr = addr.clone();
+        }
+        if let Some(dir) = &o.data_dir {
+            self.server.data_dir = dir.clone();
+        }
+    }
+
+    /// Checks every section, reporting the first problem with its full TOML key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.log.validate().map_err(|e| e.in_section("log"))?;
+        self.server.validate().map_err(|e| e.in_section("server"))?;
+        self.pd.validate().map_err(|e| e.in_section("pd"))?;
+        self.raftstore.validate().map_err(|e| e.in_section("raftstore"))?;
+        self.rocksdb.validate().map_err(|e| e.in_section("rocksdb"))?;
+        self.raftdb.validate().map_err(|e| e.in_section("raftdb"))?;
+        Ok(())
+    }
+
+    /// The config as TOML, as `--check-config` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a Config always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("[server]\nadr = \"127.0.0.1:1\"").unwrap_err();
+        assert!(err.to_string().contains("adr"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let mut cfg = Config::default();
+        cfg.server.addr = "nowhere".to_owned();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("server.addr") && err.contains("nowhere"), "{err}");
+
+        let mut cfg = Config::default();
+        cfg.raftstore.apply_pool_size = 0;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("raftstore.apply-pool-size"), "{err}");
+
+        let mut cfg = Config::default();
+        cfg.pd.endpoints.clear();
+        assert!(cfg.validate().unwrap_err().to_string().contains("pd.endpoints"));
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let mut cfg = Config::default();
+        cfg.apply(&Overrides {
+            pd_endpoints: Some(vec!["10.0.0.1:2379".to_owned()]),
+            addr: Some("127.0.0.1:30160".to_owned()),
+            data_dir: Some(PathBuf::from("/tmp/x")),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.pd.endpoints, ["10.0.0.1:2379"]);
+        assert_eq!(cfg.server.addr, "127.0.0.1:30160");
+        assert_eq!(cfg.server.kv_engine_path(), PathBuf::from("/tmp/x/db"));
+        assert_eq!(cfg.server.raft_engine_path(), PathBuf::from("/tmp/x/raft"));
+    }
+
+    #[test]
+    fn printed_config_parses_back_identically() {
+        let cfg = Config::default();
+        let back: Config = toml::from_str(&cfg.to_toml()).unwrap();
+        assert_eq!(back, cfg);
+    }
+}
