@@ -16,10 +16,7 @@ pub mod alloc_counter {
 
     impl CountingAlloc {
         pub const fn new() -> CountingAlloc {
-            CountingAlloc {
-                live_bytes: AtomicIsize::new(0),
-                allocations: AtomicUsize::new(0),
-            }
+            CountingAlloc { live_bytes: AtomicIsize::new(0), allocations: AtomicUsize::new(0) }
         }
 
         /// Heap bytes currently allocated (requested sizes, not allocator overhead).
@@ -43,33 +40,28 @@ pub mod alloc_counter {
     // counters are plain atomics and never affect what is returned.
     unsafe impl GlobalAlloc for CountingAlloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            self.live_bytes
-                .fetch_add(layout.size() as isize, Ordering::Relaxed);
+            self.live_bytes.fetch_add(layout.size() as isize, Ordering::Relaxed);
             self.allocations.fetch_add(1, Ordering::Relaxed);
             // SAFETY: forwarded contract.
             unsafe { System.alloc(layout) }
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            self.live_bytes
-                .fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            self.live_bytes.fetch_sub(layout.size() as isize, Ordering::Relaxed);
             // SAFETY: forwarded contract.
             unsafe { System.dealloc(ptr, layout) }
         }
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            self.live_bytes
-                .fetch_add(layout.size() as isize, Ordering::Relaxed);
+            self.live_bytes.fetch_add(layout.size() as isize, Ordering::Relaxed);
             self.allocations.fetch_add(1, Ordering::Relaxed);
             // SAFETY: forwarded contract.
             unsafe { System.alloc_zeroed(layout) }
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            self.live_bytes.fetch_add(
-                new_size as isize - layout.size() as isize,
-                Ordering::Relaxed,
-            );
+            self.live_bytes
+                .fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
             self.allocations.fetch_add(1, Ordering::Relaxed);
             // SAFETY: forwarded contract.
             unsafe { System.realloc(ptr, layout, new_size) }

@@ -84,10 +84,9 @@ impl ServerConfig {
 }
 
 fn check_socket_addr(key: &str, value: &str) -> Result<(), ConfigError> {
-    value
-        .parse::<SocketAddr>()
-        .map(|_| ())
-        .map_err(|e| ConfigError::invalid(key, format!("`{value}` is not an ip:port address ({e})")))
+    value.parse::<SocketAddr>().map(|_| ()).map_err(|e| {
+        ConfigError::invalid(key, format!("`{value}` is not an ip:port address ({e})"))
+    })
 }
 
 /// How to reach the placement driver.

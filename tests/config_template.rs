@@ -25,7 +25,8 @@ fn uncommented_template() -> String {
 
 fn is_assignment(text: &str) -> bool {
     let Some((key, _)) = text.split_once(" = ") else { return false };
-    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !key.is_empty()
+        && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Dotted paths of every leaf value (arrays count as leaves).
@@ -47,7 +48,11 @@ fn leaf_keys(prefix: &str, value: &toml::Value, out: &mut BTreeSet<String>) {
 fn template_defaults_equal_code_defaults() {
     let text = uncommented_template();
     let parsed: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("template: {e}"));
-    assert_eq!(parsed, Config::default(), "a `# key = value` line in the template is not the default");
+    assert_eq!(
+        parsed,
+        Config::default(),
+        "a `# key = value` line in the template is not the default"
+    );
 }
 
 #[test]

@@ -46,8 +46,7 @@ impl PollHandler<BenchFsm, BenchFsm> for Handler {
 
     fn end(&mut self, _normals: &mut [NormalFsm<BenchFsm>]) {
         // Published once per round, as a real handler would flush once per round.
-        self.handled
-            .fetch_add(std::mem::take(&mut self.local), Ordering::Release);
+        self.handled.fetch_add(std::mem::take(&mut self.local), Ordering::Release);
     }
 }
 
@@ -56,10 +55,7 @@ pub struct Builder(pub Arc<AtomicU64>);
 impl HandlerBuilder<BenchFsm, BenchFsm> for Builder {
     type Handler = Handler;
     fn build(&mut self) -> Handler {
-        Handler {
-            handled: self.0.clone(),
-            local: 0,
-        }
+        Handler { handled: self.0.clone(), local: 0 }
     }
 }
 
@@ -69,9 +65,7 @@ pub type BenchRouter = Router<BenchFsm, BenchFsm>;
 pub fn system(cfg: &Config, fsms: u64) -> (BenchRouter, BatchSystem<BenchFsm, BenchFsm>) {
     let (tx, control_inbox) = inbox(cfg.notify_capacity);
     let logger = slog::Logger::root(slog::Discard, slog::o!());
-    let control = Box::new(BenchFsm {
-        inbox: control_inbox,
-    });
+    let control = Box::new(BenchFsm { inbox: control_inbox });
     let (router, system) = create_system(cfg, logger, tx, control).expect("valid config");
     for addr in 0..fsms {
         register(&router, addr);

@@ -27,15 +27,10 @@ fn per_fsm(before: isize, after: isize) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
-    let cfg = Config {
-        pool_size: 2,
-        ..Config::default()
-    };
+    let cfg = Config { pool_size: 2, ..Config::default() };
     let (router, mut system) = common::system(&cfg, 0);
     let handled = Arc::new(AtomicU64::new(0));
-    system
-        .spawn("bench", common::Builder(handled.clone()))
-        .unwrap();
+    system.spawn("bench", common::Builder(handled.clone())).unwrap();
     // Let the pollers reach their blocking receive (their start-up allocations happen first).
     router.send_control(0).unwrap();
     while !router.control_mailbox().is_empty() {
@@ -65,10 +60,7 @@ fn main() {
         per_fsm(before, registered),
         allocs as f64 / FSMS as f64
     );
-    println!(
-        "  after one message each:     {:.1} bytes/FSM",
-        per_fsm(before, after_one_message)
-    );
+    println!("  after one message each:     {:.1} bytes/FSM", per_fsm(before, after_one_message));
     system.shutdown().unwrap();
     drop(system);
     drop(router);

@@ -26,21 +26,14 @@ fn round_robin(c: &mut Criterion) {
     for per_fsm in [1u64, 10] {
         let msgs = FSMS * per_fsm;
         group.throughput(Throughput::Elements(msgs));
-        let cfg = Config {
-            pool_size: 2,
-            ..Config::default()
-        };
+        let cfg = Config { pool_size: 2, ..Config::default() };
         let (router, mut system) = common::system(&cfg, FSMS);
         let handled = Arc::new(AtomicU64::new(0));
-        system
-            .spawn("bench", common::Builder(handled.clone()))
-            .unwrap();
+        system.spawn("bench", common::Builder(handled.clone())).unwrap();
         let mut expected = 0u64;
         let mut full = 0u64;
-        let id = BenchmarkId::new(
-            "round_robin_10k_fsms_2_pollers",
-            format!("{per_fsm}_msg_per_fsm"),
-        );
+        let id =
+            BenchmarkId::new("round_robin_10k_fsms_2_pollers", format!("{per_fsm}_msg_per_fsm"));
         group.bench_function(id, |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
@@ -65,10 +58,7 @@ fn round_robin(c: &mut Criterion) {
                 start.elapsed()
             })
         });
-        assert_eq!(
-            full, 0,
-            "default notify-capacity should never be reached here"
-        );
+        assert_eq!(full, 0, "default notify-capacity should never be reached here");
         system.shutdown().unwrap();
     }
     group.finish();

@@ -52,20 +52,14 @@ impl Config {
         if self.max_batch_size == 0 || self.max_batch_size > MAX_BATCH_SIZE_LIMIT {
             return Err(ConfigError::invalid(
                 "max-batch-size",
-                format!(
-                    "{} is outside 1..={MAX_BATCH_SIZE_LIMIT}",
-                    self.max_batch_size
-                ),
+                format!("{} is outside 1..={MAX_BATCH_SIZE_LIMIT}", self.max_batch_size),
             ));
         }
         if self.pool_size == 0 {
             return Err(ConfigError::invalid("pool-size", "must be at least 1"));
         }
         if self.notify_capacity == 0 {
-            return Err(ConfigError::invalid(
-                "notify-capacity",
-                "must be at least 1",
-            ));
+            return Err(ConfigError::invalid("notify-capacity", "must be at least 1"));
         }
         Ok(())
     }
@@ -98,34 +92,10 @@ mod tests {
     #[test]
     fn validate_rejects_out_of_range_values() {
         let cases = [
-            (
-                Config {
-                    max_batch_size: 0,
-                    ..Config::default()
-                },
-                "max-batch-size",
-            ),
-            (
-                Config {
-                    max_batch_size: 10241,
-                    ..Config::default()
-                },
-                "max-batch-size",
-            ),
-            (
-                Config {
-                    pool_size: 0,
-                    ..Config::default()
-                },
-                "pool-size",
-            ),
-            (
-                Config {
-                    notify_capacity: 0,
-                    ..Config::default()
-                },
-                "notify-capacity",
-            ),
+            (Config { max_batch_size: 0, ..Config::default() }, "max-batch-size"),
+            (Config { max_batch_size: 10241, ..Config::default() }, "max-batch-size"),
+            (Config { pool_size: 0, ..Config::default() }, "pool-size"),
+            (Config { notify_capacity: 0, ..Config::default() }, "notify-capacity"),
         ];
         for (cfg, key) in cases {
             match cfg.validate() {
@@ -133,11 +103,7 @@ mod tests {
                 other => panic!("expected invalid {key}, got {other:?}"),
             }
         }
-        let edge = Config {
-            max_batch_size: 10240,
-            pool_size: 1,
-            ..Config::default()
-        };
+        let edge = Config { max_batch_size: 10240, pool_size: 1, ..Config::default() };
         edge.validate().unwrap();
     }
 }

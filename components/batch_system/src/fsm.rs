@@ -91,10 +91,7 @@ impl<N> FsmState<N> {
     /// `release()` the FSM into it to make it Idle; this lets the mailbox be built (and handed
     /// to [`Fsm::set_mailbox`]) before the FSM is parked in it.
     pub(crate) fn new_owned() -> FsmState<N> {
-        FsmState {
-            status: AtomicU8::new(Ownership::Notified as u8),
-            slot: Mutex::new(None),
-        }
+        FsmState { status: AtomicU8::new(Ownership::Notified as u8), slot: Mutex::new(None) }
     }
 
     pub(crate) fn ownership(&self) -> Ownership {
@@ -171,9 +168,7 @@ impl<N> FsmState<N> {
     }
 
     fn lock_slot(&self) -> parking_lot::MutexGuard<'_, Option<Box<N>>> {
-        self.slot
-            .try_lock()
-            .expect("FSM slot contended: two threads own one FSM")
+        self.slot.try_lock().expect("FSM slot contended: two threads own one FSM")
     }
 }
 
@@ -210,11 +205,7 @@ mod tests {
         state.release(fsm);
         assert_eq!(state.ownership(), Ownership::Idle);
         assert!(state.take().is_some());
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            1,
-            "the taken box was dropped by the test"
-        );
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the taken box was dropped by the test");
     }
 
     #[test]
@@ -235,11 +226,7 @@ mod tests {
         state.clear();
         assert_eq!(drops.load(Ordering::SeqCst), 0, "the owner still holds it");
         state.release(fsm);
-        assert_eq!(
-            drops.load(Ordering::SeqCst),
-            1,
-            "release after clear drops the FSM"
-        );
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "release after clear drops the FSM");
         assert_eq!(state.ownership(), Ownership::Dropped);
     }
 
@@ -270,10 +257,7 @@ mod tests {
                     std::thread::spawn(move || state.take())
                 })
                 .collect();
-            let taken: Vec<_> = handles
-                .into_iter()
-                .filter_map(|h| h.join().unwrap())
-                .collect();
+            let taken: Vec<_> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
             assert_eq!(taken.len(), 1);
         }
     }

@@ -165,10 +165,7 @@ pub struct Mailbox<N: Fsm> {
 
 impl<N: Fsm> Clone for Mailbox<N> {
     fn clone(&self) -> Mailbox<N> {
-        Mailbox {
-            tx: self.tx.clone(),
-            core: self.core.clone(),
-        }
+        Mailbox { tx: self.tx.clone(), core: self.core.clone() }
     }
 }
 
@@ -191,16 +188,11 @@ impl<N: Fsm> Mailbox<N> {
     ) -> Mailbox<N> {
         let core = Core {
             state: FsmState::new_owned(),
-            gate: SendGate {
-                word: AtomicUsize::new(0),
-            },
+            gate: SendGate { word: AtomicUsize::new(0) },
             capacity: sender.capacity,
             scheduler,
         };
-        let mailbox = Mailbox {
-            tx: sender.tx,
-            core: Arc::new(core),
-        };
+        let mailbox = Mailbox { tx: sender.tx, core: Arc::new(core) };
         fsm.set_mailbox(&mailbox);
         mailbox.core.state.release(fsm);
         mailbox
@@ -217,8 +209,7 @@ impl<N: Fsm> Mailbox<N> {
         if self.tx.len() >= self.core.capacity {
             return Err(TrySendError::Full(msg));
         }
-        self.push_and_notify(msg)
-            .map_err(|MailboxClosed(m)| TrySendError::Disconnected(m))
+        self.push_and_notify(msg).map_err(|MailboxClosed(m)| TrySendError::Disconnected(m))
     }
 
     /// Queues `msg` ignoring capacity; see "Queue and bound" in the module doc for when this
@@ -233,9 +224,7 @@ impl<N: Fsm> Mailbox<N> {
     /// MUST be called inside the gate.
     fn push_and_notify(&self, msg: N::Message) -> Result<(), MailboxClosed<N::Message>> {
         // The send fails only if the FSM dropped its own Inbox; treat that as closed.
-        self.tx
-            .send(msg)
-            .map_err(|e| MailboxClosed(e.into_inner()))?;
+        self.tx.send(msg).map_err(|e| MailboxClosed(e.into_inner()))?;
         // Pairs with the fence in `release_or_retake`; see "No lost wake-ups".
         fence(Ordering::SeqCst);
         if let Some(fsm) = self.core.state.take() {
@@ -338,10 +327,7 @@ mod tests {
     fn mailbox(capacity: usize) -> (Mailbox<Counter>, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
         let (tx, inbox) = super::inbox(capacity);
-        let fsm = Box::new(Counter {
-            inbox,
-            handled: Vec::new(),
-        });
+        let fsm = Box::new(Counter { inbox, handled: Vec::new() });
         (Mailbox::new(tx, fsm, recorder.clone()), recorder)
     }
 
@@ -379,9 +365,7 @@ mod tests {
         mb.try_send(2).unwrap();
         assert!(rec.0.lock().is_empty());
         // ...so the release must notice it and hand the FSM back.
-        let fsm = mb
-            .release_or_retake(fsm, 0)
-            .expect("new message forces a retake");
+        let fsm = mb.release_or_retake(fsm, 0).expect("new message forces a retake");
         assert_eq!(fsm.inbox.try_recv(), Some(2));
         assert_eq!(mb.ownership(), Ownership::Notified);
         assert!(mb.release_or_retake(fsm, 0).is_none());
@@ -418,10 +402,7 @@ mod tests {
         let fsm = take_scheduled(&rec);
         mb.close();
         assert_eq!(mb.try_send(2), Err(TrySendError::Disconnected(2)));
-        assert!(
-            mb.release_or_retake(fsm, 0).is_none(),
-            "a closed FSM is never retaken"
-        );
+        assert!(mb.release_or_retake(fsm, 0).is_none(), "a closed FSM is never retaken");
         assert_eq!(mb.ownership(), Ownership::Dropped);
     }
 

@@ -112,13 +112,7 @@ pub struct NormalFsm<N: Fsm> {
 
 impl<N: Fsm> NormalFsm<N> {
     fn new(fsm: Box<N>, mailbox: Mailbox<N>) -> NormalFsm<N> {
-        NormalFsm {
-            fsm,
-            mailbox,
-            joined_at: Instant::now(),
-            policy: Policy::Keep,
-            skip_end: false,
-        }
+        NormalFsm { fsm, mailbox, joined_at: Instant::now(), policy: Policy::Keep, skip_end: false }
     }
 
     /// The FSM's own mailbox.
@@ -326,30 +320,12 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
 
     /// Applies the policy of an FSM taken out of the batch; returns it if it stays.
     fn settle(&self, normal: NormalFsm<N>) -> Option<NormalFsm<N>> {
-        let NormalFsm {
-            fsm,
-            mailbox,
-            joined_at,
-            policy,
-            ..
-        } = normal;
+        let NormalFsm { fsm, mailbox, joined_at, policy, .. } = normal;
         match policy {
-            Policy::Keep => Some(NormalFsm {
-                fsm,
-                mailbox,
-                joined_at,
-                policy,
-                skip_end: false,
-            }),
+            Policy::Keep => Some(NormalFsm { fsm, mailbox, joined_at, policy, skip_end: false }),
             Policy::Release { progress } => {
                 let fsm = mailbox.release_or_retake(fsm, progress)?;
-                Some(NormalFsm {
-                    fsm,
-                    mailbox,
-                    joined_at,
-                    policy: Policy::Keep,
-                    skip_end: false,
-                })
+                Some(NormalFsm { fsm, mailbox, joined_at, policy: Policy::Keep, skip_end: false })
             }
             Policy::Remove => {
                 // Closing first makes the release below drop the FSM, and makes every later
@@ -361,10 +337,7 @@ impl<N: Fsm, C: Fsm, H: PollHandler<N, C>> Poller<N, C, H> {
             Policy::Reschedule => {
                 // The poller holds a receiver, so the queue cannot be disconnected.
                 let sent = self.tx.send(Task::Normal { fsm, mailbox });
-                assert!(
-                    sent.is_ok(),
-                    "scheduler queue disconnected while a poller runs"
-                );
+                assert!(sent.is_ok(), "scheduler queue disconnected while a poller runs");
                 None
             }
         }

@@ -82,9 +82,7 @@ pub struct Router<N: Fsm, C: Fsm> {
 
 impl<N: Fsm, C: Fsm> Clone for Router<N, C> {
     fn clone(&self) -> Router<N, C> {
-        Router {
-            inner: self.inner.clone(),
-        }
+        Router { inner: self.inner.clone() }
     }
 }
 
@@ -103,11 +101,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
         inbox_capacity: usize,
         logger: Logger,
     ) -> Router<N, C> {
-        let shards = (0..SHARD_COUNT)
-            .map(|_| Shard {
-                map: RwLock::default(),
-            })
-            .collect();
+        let shards = (0..SHARD_COUNT).map(|_| Shard { map: RwLock::default() }).collect();
         let inner = Inner {
             shards,
             control,
@@ -117,9 +111,7 @@ impl<N: Fsm, C: Fsm> Router<N, C> {
             inbox_capacity,
             logger,
         };
-        Router {
-            inner: Arc::new(inner),
-        }
+        Router { inner: Arc::new(inner) }
     }
 
     /// A new inbox with the configured `notify-capacity`, for an FSM about to be registered.
@@ -370,13 +362,7 @@ mod tests {
 
     fn node(drops: &Arc<AtomicUsize>, capacity: usize) -> (InboxSender<u32>, Box<Node>) {
         let (tx, inbox) = inbox(capacity);
-        (
-            tx,
-            Box::new(Node {
-                inbox,
-                drops: drops.clone(),
-            }),
-        )
+        (tx, Box::new(Node { inbox, drops: drops.clone() }))
     }
 
     fn fixture() -> Fixture {
@@ -386,11 +372,7 @@ mod tests {
         let control = Mailbox::new(tx, control, Arc::new(Recorder::<Node>::default()));
         let logger = Logger::root(slog::Discard, slog::o!());
         let router = Router::new(control, normals.clone(), 4, logger);
-        Fixture {
-            router,
-            normals,
-            drops,
-        }
+        Fixture { router, normals, drops }
     }
 
     #[test]
@@ -402,21 +384,10 @@ mod tests {
         }
         assert_eq!(f.router.alive_count(), 3);
         f.router.send(65, 7).unwrap();
-        let scheduled = f
-            .normals
-            .0
-            .lock()
-            .pop()
-            .expect("send schedules the idle FSM");
+        let scheduled = f.normals.0.lock().pop().expect("send schedules the idle FSM");
         assert_eq!(scheduled.inbox.try_recv(), Some(7));
-        assert_eq!(
-            f.router.send(2, 9),
-            Err(SendError::NotFound { addr: 2, msg: 9 })
-        );
-        assert_eq!(
-            f.router.force_send(3, 9),
-            Err(ForceSendError::NotFound { addr: 3, msg: 9 })
-        );
+        assert_eq!(f.router.send(2, 9), Err(SendError::NotFound { addr: 2, msg: 9 }));
+        assert_eq!(f.router.force_send(3, 9), Err(ForceSendError::NotFound { addr: 3, msg: 9 }));
         assert!(f.router.mailbox(1 << 40).is_some());
         assert!(f.router.mailbox(2).is_none());
     }
@@ -428,10 +399,7 @@ mod tests {
         f.router.register(5, tx, fsm);
         f.router.send(5, 1).unwrap();
         f.router.send(5, 2).unwrap();
-        assert_eq!(
-            f.router.send(5, 3),
-            Err(SendError::Full { addr: 5, msg: 3 })
-        );
+        assert_eq!(f.router.send(5, 3), Err(SendError::Full { addr: 5, msg: 3 }));
         f.router.force_send(5, 4).unwrap();
         assert_eq!(f.router.mailbox(5).unwrap().len(), 3);
     }
@@ -446,10 +414,7 @@ mod tests {
         assert!(!f.router.close(9), "second close finds nothing");
         assert_eq!(f.drops.load(Ordering::SeqCst), 1);
         assert_eq!(f.router.alive_count(), 0);
-        assert_eq!(
-            f.router.send(9, 1),
-            Err(SendError::NotFound { addr: 9, msg: 1 })
-        );
+        assert_eq!(f.router.send(9, 1), Err(SendError::NotFound { addr: 9, msg: 1 }));
         assert_eq!(stale.try_send(2), Err(TrySendError::Disconnected(2)));
     }
 
@@ -474,15 +439,9 @@ mod tests {
         f.router.register(4, tx, fsm);
         // What a poller does when the FSM stops itself without `Router::close`.
         f.router.mailbox(4).unwrap().close();
-        assert_eq!(
-            f.router.send(4, 1),
-            Err(SendError::Disconnected { addr: 4, msg: 1 })
-        );
+        assert_eq!(f.router.send(4, 1), Err(SendError::Disconnected { addr: 4, msg: 1 }));
         assert_eq!(f.router.alive_count(), 0);
-        assert_eq!(
-            f.router.send(4, 2),
-            Err(SendError::NotFound { addr: 4, msg: 2 })
-        );
+        assert_eq!(f.router.send(4, 2), Err(SendError::NotFound { addr: 4, msg: 2 }));
     }
 
     #[test]
@@ -511,18 +470,11 @@ mod tests {
         // Ten normals and the control FSM, all idle, were dropped.
         assert_eq!(f.drops.load(Ordering::SeqCst), 11);
         assert_eq!(f.router.alive_count(), 0);
-        assert_eq!(
-            f.router.send(3, 1),
-            Err(SendError::Disconnected { addr: 3, msg: 1 })
-        );
+        assert_eq!(f.router.send(3, 1), Err(SendError::Disconnected { addr: 3, msg: 1 }));
         assert_eq!(f.router.send_control(1), Err(TrySendError::Disconnected(1)));
         let (tx, fsm) = node(&f.drops, 4);
         f.router.register(20, tx, fsm);
-        assert_eq!(
-            f.drops.load(Ordering::SeqCst),
-            12,
-            "late registration is dropped"
-        );
+        assert_eq!(f.drops.load(Ordering::SeqCst), 12, "late registration is dropped");
         assert_eq!(f.router.alive_count(), 0);
     }
 }

@@ -28,10 +28,7 @@ pub(crate) struct NormalScheduler<N: Fsm, C: Fsm> {
 
 impl<N: Fsm, C: Fsm> Schedule<N> for NormalScheduler<N, C> {
     fn schedule(&self, fsm: Box<N>, mailbox: &Mailbox<N>) {
-        let task = Task::Normal {
-            fsm,
-            mailbox: mailbox.clone(),
-        };
+        let task = Task::Normal { fsm, mailbox: mailbox.clone() };
         if let Err(err) = self.tx.send(task) {
             // Every receiver is gone: the system was dropped. Park the FSM again rather than
             // lose it; its mailbox was closed by the shutdown, so this drops it.

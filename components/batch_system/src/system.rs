@@ -63,12 +63,7 @@ pub fn create_system<N: Fsm, C: Fsm>(
     let control_scheduler = Arc::new(ControlScheduler { tx: tx.clone() });
     let control = Mailbox::new(control_sender, control, control_scheduler);
     let normal_scheduler = Arc::new(NormalScheduler { tx: tx.clone() });
-    let router = Router::new(
-        control,
-        normal_scheduler,
-        cfg.notify_capacity,
-        logger.clone(),
-    );
+    let router = Router::new(control, normal_scheduler, cfg.notify_capacity, logger.clone());
     let system = BatchSystem {
         router: router.clone(),
         tx,

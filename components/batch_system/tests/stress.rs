@@ -97,9 +97,7 @@ impl Drop for StressFsm {
         while let Some(m) = self.inbox.try_recv() {
             discarded.push(m);
         }
-        self.sink
-            .discarded_count
-            .fetch_add(discarded.len(), Ordering::SeqCst);
+        self.sink.discarded_count.fetch_add(discarded.len(), Ordering::SeqCst);
         self.sink.bumped();
         let mut sink = self.sink.handled.lock();
         for m in &self.handled {
@@ -190,19 +188,11 @@ fn run_sender(router: Router<StressFsm, StressFsm>, sender: u32, seed: u64) -> S
     let mut report = SenderReport::default();
     for _ in 0..PER_SENDER {
         // Sender 0 hammers a few addresses so their tiny mailboxes fill up.
-        let addr = if sender == 0 {
-            next(&mut rng) % 4 + CHURN
-        } else {
-            next(&mut rng) % FSMS
-        };
+        let addr = if sender == 0 { next(&mut rng) % 4 + CHURN } else { next(&mut rng) % FSMS };
         let seq = next_seq.entry(addr).or_default();
         *seq += 1;
         match router.send(addr, Msg { sender, seq: *seq }) {
-            Ok(()) => report
-                .accepted
-                .entry((sender, addr))
-                .or_default()
-                .push(*seq),
+            Ok(()) => report.accepted.entry((sender, addr)).or_default().push(*seq),
             Err(SendError::Full { .. }) => report.full += 1,
             Err(SendError::NotFound { .. }) => report.not_found += 1,
             Err(SendError::Disconnected { .. }) => report.disconnected += 1,
@@ -286,11 +276,8 @@ fn run(seed: u64) {
     senders_done.store(true, Ordering::SeqCst);
     let closed = churn.join().unwrap();
 
-    let accepted_total: usize = reports
-        .iter()
-        .flat_map(|r| r.accepted.values())
-        .map(Vec::len)
-        .sum();
+    let accepted_total: usize =
+        reports.iter().flat_map(|r| r.accepted.values()).map(Vec::len).sum();
     sink.wait_for(accepted_total, Duration::from_secs(120));
     system.shutdown().unwrap();
 
@@ -299,10 +286,7 @@ fn run(seed: u64) {
     let full: u64 = reports.iter().map(|r| r.full).sum();
     let not_found: u64 = reports.iter().map(|r| r.not_found).sum();
     let disconnected: u64 = reports.iter().map(|r| r.disconnected).sum();
-    assert_eq!(
-        accepted_total as u64 + full + not_found + disconnected,
-        attempts
-    );
+    assert_eq!(accepted_total as u64 + full + not_found + disconnected, attempts);
     println!(
         "accepted {accepted_total}, full {full}, not found {not_found}, disconnected {disconnected}, \
          closed {closed}, discarded {}",

@@ -17,13 +17,7 @@ const NEVER: ReadableDuration = ReadableDuration::secs(3600);
 fn end_sizes(events: &[Event]) -> Vec<usize> {
     events
         .iter()
-        .filter_map(|e| {
-            if let Event::End { ids } = e {
-                Some(ids.len())
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| if let Event::End { ids } = e { Some(ids.len()) } else { None })
         .collect()
 }
 
@@ -35,14 +29,9 @@ fn rounds_hold_at_most_max_batch_size_fsms() {
         h.router.send(id, Msg::Work(id)).unwrap();
     }
     h.spawn(16);
-    h.log
-        .wait_for("three rounds", |ev| end_sizes(ev).len() >= 3);
+    h.log.wait_for("three rounds", |ev| end_sizes(ev).len() >= 3);
     let events = h.log.snapshot();
-    assert_eq!(
-        events[0],
-        Event::Pause,
-        "an idle poller pauses before blocking"
-    );
+    assert_eq!(events[0], Event::Pause, "an idle poller pauses before blocking");
     // Round 1 blocks for one FSM then tops up to 4; all are drained and released each round.
     assert_eq!(end_sizes(&events), vec![4, 4, 2]);
     for id in 0..10 {
@@ -111,10 +100,7 @@ fn idle_fsm_is_woken_by_every_new_message() {
         }
     }
     for id in 0..4 {
-        assert_eq!(
-            h.log.handled(id),
-            (0..200).map(Msg::Work).collect::<Vec<_>>()
-        );
+        assert_eq!(h.log.handled(id), (0..200).map(Msg::Work).collect::<Vec<_>>());
     }
 }
 
@@ -143,35 +129,19 @@ fn concurrent_senders_lose_no_wakeups() {
         t.join().unwrap();
     }
     let total = (SENDERS * PER_SENDER) as usize;
-    h.log
-        .wait_for("every message handled", |ev| count_handled(ev) == total);
+    h.log.wait_for("every message handled", |ev| count_handled(ev) == total);
     for id in 0..FSMS {
         let seqs: Vec<u64> = h
             .log
             .handled(id)
             .into_iter()
-            .map(|m| {
-                if let Msg::Work(s) = m {
-                    s
-                } else {
-                    panic!("unexpected {m:?}")
-                }
-            })
+            .map(|m| if let Msg::Work(s) = m { s } else { panic!("unexpected {m:?}") })
             .collect();
         for t in 0..SENDERS {
-            let mine: Vec<u64> = seqs
-                .iter()
-                .copied()
-                .filter(|s| s / 1_000_000 == t)
-                .collect();
-            let expected: Vec<u64> = (0..PER_SENDER)
-                .filter(|i| i % FSMS == id)
-                .map(|i| t * 1_000_000 + i)
-                .collect();
-            assert_eq!(
-                mine, expected,
-                "fsm {id}, sender {t}: each message once, in order"
-            );
+            let mine: Vec<u64> = seqs.iter().copied().filter(|s| s / 1_000_000 == t).collect();
+            let expected: Vec<u64> =
+                (0..PER_SENDER).filter(|i| i % FSMS == id).map(|i| t * 1_000_000 + i).collect();
+            assert_eq!(mine, expected, "fsm {id}, sender {t}: each message once, in order");
         }
     }
 }
@@ -186,34 +156,20 @@ fn control_fsm_handles_its_messages_and_can_stop() {
         h.router.send(1, Msg::Work(i)).unwrap();
     }
     h.log.wait_for("50 control messages", |ev| {
-        ev.iter()
-            .filter(|e| matches!(e, Event::Control { .. }))
-            .count()
-            == 50
+        ev.iter().filter(|e| matches!(e, Event::Control { .. })).count() == 50
     });
     let control: Vec<Msg> = h
         .log
         .snapshot()
         .into_iter()
-        .filter_map(|e| {
-            if let Event::Control { msg } = e {
-                Some(msg)
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| if let Event::Control { msg } = e { Some(msg) } else { None })
         .collect();
     assert_eq!(control, (0..50).map(Msg::Work).collect::<Vec<_>>());
     h.wait_handled(1, 50);
 
     h.router.send_control(Msg::Stop).unwrap();
-    h.log.wait_for("control dropped", |ev| {
-        ev.contains(&Event::Dropped { id: CONTROL_ID })
-    });
-    assert_eq!(
-        h.router.send_control(Msg::Work(0)),
-        Err(TrySendError::Disconnected(Msg::Work(0)))
-    );
+    h.log.wait_for("control dropped", |ev| ev.contains(&Event::Dropped { id: CONTROL_ID }));
+    assert_eq!(h.router.send_control(Msg::Work(0)), Err(TrySendError::Disconnected(Msg::Work(0))));
     // Normal FSMs are unaffected.
     h.router.send(1, Msg::Work(50)).unwrap();
     h.wait_handled(1, 51);
@@ -239,10 +195,7 @@ fn run_hot_and_cold(reschedule: ReadableDuration) -> Vec<Event> {
     }
     let events = h.log.snapshot();
     for id in HOT {
-        assert_eq!(
-            handled_of(&events, id),
-            (0..=HOT_LEN).rev().map(Msg::Hot).collect::<Vec<_>>()
-        );
+        assert_eq!(handled_of(&events, id), (0..=HOT_LEN).rev().map(Msg::Hot).collect::<Vec<_>>());
     }
     // No starvation: every cold FSM was handled while each hot one had handled at most one
     // message per round so far (one FSM joins per round, so 14 rounds suffice).
@@ -253,10 +206,7 @@ fn run_hot_and_cold(reschedule: ReadableDuration) -> Vec<Event> {
     let before = handled_counts(&events[..last_cold]);
     for id in HOT {
         let n = before.get(&id).copied().unwrap_or(0);
-        assert!(
-            n <= 14,
-            "hot fsm {id} handled {n} messages before the last cold one"
-        );
+        assert!(n <= 14, "hot fsm {id} handled {n} messages before the last cold one");
     }
     events
 }
@@ -266,11 +216,7 @@ fn hot_fsms_do_not_starve_others_and_rescheduling_bounds_the_batch() {
     // Every busy FSM is "hot" at once: every second one goes back to the queue each round,
     // so a round never holds more than max_batch_size + 1 FSMs.
     let events = run_hot_and_cold(ReadableDuration::millis(0));
-    assert!(
-        end_sizes(&events).iter().all(|&n| n <= 2),
-        "{:?}",
-        end_sizes(&events)
-    );
+    assert!(end_sizes(&events).iter().all(|&n| n <= 2), "{:?}", end_sizes(&events));
     // Without rescheduling the hot FSMs accumulate in the one poller's batch.
     let events = run_hot_and_cold(NEVER);
     assert_eq!(end_sizes(&events).iter().max(), Some(&5));
@@ -287,17 +233,10 @@ fn fsms_register_and_close_at_runtime() {
 
     let stale = h.router.mailbox(1).unwrap();
     assert!(h.router.close(1));
-    h.log
-        .wait_for("fsm 1 dropped", |ev| ev.contains(&Event::Dropped { id: 1 }));
+    h.log.wait_for("fsm 1 dropped", |ev| ev.contains(&Event::Dropped { id: 1 }));
     assert_eq!(h.router.alive_count(), 0);
-    assert!(matches!(
-        h.router.send(1, Msg::Work(2)),
-        Err(SendError::NotFound { addr: 1, .. })
-    ));
-    assert_eq!(
-        stale.try_send(Msg::Work(3)),
-        Err(TrySendError::Disconnected(Msg::Work(3)))
-    );
+    assert!(matches!(h.router.send(1, Msg::Work(2)), Err(SendError::NotFound { addr: 1, .. })));
+    assert_eq!(stale.try_send(Msg::Work(3)), Err(TrySendError::Disconnected(Msg::Work(3))));
 
     // A new FSM at the same address is a new instance.
     register(&h.router, 1, &h.log);
@@ -309,16 +248,9 @@ fn fsms_register_and_close_at_runtime() {
     // Disconnected once, then the address is unknown.
     register(&h.router, 2, &h.log);
     h.router.send(2, Msg::Stop).unwrap();
-    h.log
-        .wait_for("fsm 2 dropped", |ev| ev.contains(&Event::Dropped { id: 2 }));
-    assert!(matches!(
-        h.router.send(2, Msg::Work(0)),
-        Err(SendError::Disconnected { addr: 2, .. })
-    ));
-    assert!(matches!(
-        h.router.send(2, Msg::Work(0)),
-        Err(SendError::NotFound { addr: 2, .. })
-    ));
+    h.log.wait_for("fsm 2 dropped", |ev| ev.contains(&Event::Dropped { id: 2 }));
+    assert!(matches!(h.router.send(2, Msg::Work(0)), Err(SendError::Disconnected { addr: 2, .. })));
+    assert!(matches!(h.router.send(2, Msg::Work(0)), Err(SendError::NotFound { addr: 2, .. })));
     assert_eq!(h.router.alive_count(), 1);
 
     // Closing a busy FSM (owned by a poller) drops it at the end of that poller's round.
@@ -326,8 +258,7 @@ fn fsms_register_and_close_at_runtime() {
     h.router.send(3, Msg::Hot(u64::MAX)).unwrap();
     h.wait_handled(3, 10);
     assert!(h.router.close(3));
-    h.log
-        .wait_for("fsm 3 dropped", |ev| ev.contains(&Event::Dropped { id: 3 }));
+    h.log.wait_for("fsm 3 dropped", |ev| ev.contains(&Event::Dropped { id: 3 }));
     assert_eq!(h.log.dropped().iter().filter(|&&id| id == 3).count(), 1);
 }
 
@@ -357,23 +288,11 @@ fn shutdown_drops_every_fsm_and_refuses_later_work() {
     expected.push(CONTROL_ID);
     assert_eq!(dropped, expected, "each FSM dropped exactly once");
 
-    assert!(matches!(
-        h.router.send(7, Msg::Work(0)),
-        Err(SendError::Disconnected { addr: 7, .. })
-    ));
-    assert!(matches!(
-        h.router.send(1000, Msg::Work(0)),
-        Err(SendError::Disconnected { .. })
-    ));
-    assert_eq!(
-        h.router.send_control(Msg::Work(0)),
-        Err(TrySendError::Disconnected(Msg::Work(0)))
-    );
+    assert!(matches!(h.router.send(7, Msg::Work(0)), Err(SendError::Disconnected { addr: 7, .. })));
+    assert!(matches!(h.router.send(1000, Msg::Work(0)), Err(SendError::Disconnected { .. })));
+    assert_eq!(h.router.send_control(Msg::Work(0)), Err(TrySendError::Disconnected(Msg::Work(0))));
     register(&h.router, 200, &h.log);
-    assert!(
-        h.log.dropped().contains(&200),
-        "registration after shutdown drops the FSM"
-    );
+    assert!(h.log.dropped().contains(&200), "registration after shutdown drops the FSM");
     assert_eq!(h.router.alive_count(), 0);
     h.system.shutdown().unwrap();
 }
@@ -398,11 +317,7 @@ fn dropping_the_system_shuts_it_down() {
     h.spawn(1);
     h.router.send(1, Msg::Hot(u64::MAX)).unwrap();
     h.wait_handled(1, 3);
-    let Harness {
-        router,
-        system,
-        log,
-    } = h;
+    let Harness { router, system, log } = h;
     drop(system);
     assert_eq!(log.dropped().len(), 2);
     assert!(router.is_shut_down());

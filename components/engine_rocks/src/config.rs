@@ -184,7 +184,8 @@ mod tests {
     #[test]
     fn partial_toml_keeps_other_defaults() {
         let cfg: RocksDbConfig =
-            toml::from_str("block-cache-size = \"1GiB\"\ncompression-per-level = [\"zstd\"]").unwrap();
+            toml::from_str("block-cache-size = \"1GiB\"\ncompression-per-level = [\"zstd\"]")
+                .unwrap();
         assert_eq!(cfg.block_cache_size, ReadableSize::gib(1));
         assert_eq!(cfg.compression_per_level, vec![Compression::Zstd]);
         assert_eq!(cfg.write_buffer_size, RocksDbConfig::default().write_buffer_size);

@@ -22,9 +22,8 @@ pub(crate) fn open_db(
     let cache = cfg.block_cache();
     let descriptors =
         cfs.iter().map(|name| ColumnFamilyDescriptor::new(*name, cfg.cf_options(&cache)));
-    let db = DB::open_cf_descriptors(&cfg.db_options(), path, descriptors).map_err(|e| {
-        OpenError::Open { path: path.to_path_buf(), message: e.into_string() }
-    })?;
+    let db = DB::open_cf_descriptors(&cfg.db_options(), path, descriptors)
+        .map_err(|e| OpenError::Open { path: path.to_path_buf(), message: e.into_string() })?;
     info!(logger, "opened RocksDB"; "engine" => what, "path" => %path.display(), "cfs" => ?cfs);
     Ok(Arc::new(db))
 }

@@ -18,8 +18,7 @@ pub use crate::config::{Compression, RocksDbConfig, NUM_LEVELS};
 pub use crate::error::OpenError;
 pub use crate::kv::{open_kv_engine, RocksEngine};
 pub use crate::raft_engine::{
-    open_raft_engine, RocksLogBatch, RocksRaftEngine, GC_KEYS_PER_WRITE_MAX,
-    TAIL_POINT_DELETES_MAX,
+    open_raft_engine, RocksLogBatch, RocksRaftEngine, GC_KEYS_PER_WRITE_MAX, TAIL_POINT_DELETES_MAX,
 };
 pub use crate::snapshot::{RocksIterator, RocksSnapshot};
 pub use crate::write_batch::RocksWriteBatch;

@@ -19,8 +19,8 @@ use engine_traits::{
     EngineIterator, Error, IterOptions, RaftEngine, RaftLogBatch, Result, CF_DEFAULT,
 };
 use keys::{
-    decode_raft_log_key, decode_region_raft_key, raft_log_key, raft_state_key,
-    region_raft_prefix, region_raft_prefix_end,
+    decode_raft_log_key, decode_region_raft_key, raft_log_key, raft_state_key, region_raft_prefix,
+    region_raft_prefix_end,
 };
 use prost::Message as _;
 use proto::raft_serverpb::RaftLocalState;
@@ -146,13 +146,22 @@ impl RaftLogBatch for RocksLogBatch {
 
 impl RocksRaftEngine {
     /// A forward iterator over exactly the region's log keys with index in `[low, high)`.
-    fn log_iter(&self, region_id: RegionId, low: LogIndex, high: Option<LogIndex>) -> RocksIterator {
+    fn log_iter(
+        &self,
+        region_id: RegionId,
+        low: LogIndex,
+        high: Option<LogIndex>,
+    ) -> RocksIterator {
         let upper = match high {
             Some(high) => raft_log_key(region_id, high).to_vec(),
             None => raft_state_key(region_id).to_vec(),
         };
         let lower = raft_log_key(region_id, low).to_vec();
-        RocksIterator::over_db(self.db.clone(), CF_DEFAULT, IterOptions::new(Some(lower), Some(upper)))
+        RocksIterator::over_db(
+            self.db.clone(),
+            CF_DEFAULT,
+            IterOptions::new(Some(lower), Some(upper)),
+        )
     }
 
     fn write(&self, batch: rocksdb::WriteBatch, sync: bool, op: &'static str) -> Result<()> {
@@ -177,7 +186,9 @@ impl RocksRaftEngine {
                 Error::EntriesCompacted { region_id, low, first_index: first }
             }
             (Some(_), Some(last)) if low <= last => Error::Corrupted {
-                what: format!("region {region_id}: raft log has no entry {low} inside [first, {last}]"),
+                what: format!(
+                    "region {region_id}: raft log has no entry {low} inside [first, {last}]"
+                ),
             },
             (_, last) => Error::EntriesUnavailable {
                 region_id,
@@ -197,7 +208,10 @@ impl RocksRaftEngine {
         let (region_id, index) = decode_raft_log_key(key)?;
         if entry.index != index.get() {
             return Err(Error::Corrupted {
-                what: format!("region {region_id}: entry stored at index {index} says index {}", entry.index),
+                what: format!(
+                    "region {region_id}: entry stored at index {index} says index {}",
+                    entry.index
+                ),
             });
         }
         Ok(entry)
@@ -379,4 +393,3 @@ impl RaftEngine for RocksRaftEngine {
         self.db.flush_wal(true).map_err(|e| engine_error("sync wal", e))
     }
 }
-

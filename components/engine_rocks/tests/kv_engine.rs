@@ -273,7 +273,8 @@ fn approximate_size_and_keys_cover_memtable_and_sst() {
     // 2000 entries of ~110 bytes, uncompressed at L0: within a factor of two either way.
     assert!(all.size_bytes > 110_000 && all.size_bytes < 440_000, "{all:?}");
     assert!(all.keys > 1000 && all.keys <= 2000, "{all:?}");
-    let first_half = engine.approximate_size_and_keys(CF_DEFAULT, b"key000000", b"key001000").unwrap();
+    let first_half =
+        engine.approximate_size_and_keys(CF_DEFAULT, b"key000000", b"key001000").unwrap();
     assert!(first_half.size_bytes < all.size_bytes, "{first_half:?} vs {all:?}");
     assert!(first_half.keys <= all.keys);
     let empty = engine.approximate_size_and_keys(CF_DEFAULT, b"zzz0", b"zzz1").unwrap();

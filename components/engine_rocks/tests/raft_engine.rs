@@ -19,11 +19,7 @@ fn open(dir: &TempDir) -> RocksRaftEngine {
 }
 
 fn entry(index: u64, term: u64, data_len: usize) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = vec![index as u8; data_len].into();
-    e
+    Entry { index, term, data: vec![index as u8; data_len].into(), ..Default::default() }
 }
 
 fn entries(range: std::ops::RangeInclusive<u64>, term: u64) -> Vec<Entry> {
@@ -36,9 +32,16 @@ fn append(engine: &RocksRaftEngine, region: u64, ents: &[Entry], overwrite_to: O
     engine.consume(&mut batch, false).unwrap();
 }
 
-fn fetch(engine: &RocksRaftEngine, region: u64, low: u64, high: u64, max: Option<u64>) -> Result<Vec<Entry>, Error> {
+fn fetch(
+    engine: &RocksRaftEngine,
+    region: u64,
+    low: u64,
+    high: u64,
+    max: Option<u64>,
+) -> Result<Vec<Entry>, Error> {
     let mut buf = Vec::new();
-    let n = engine.fetch_entries_to(RegionId(region), LogIndex(low), LogIndex(high), max, &mut buf)?;
+    let n =
+        engine.fetch_entries_to(RegionId(region), LogIndex(low), LogIndex(high), max, &mut buf)?;
     assert_eq!(n, buf.len());
     Ok(buf)
 }
@@ -48,10 +51,7 @@ fn indexes(ents: &[Entry]) -> Vec<u64> {
 }
 
 fn raft_state(term: u64, commit: u64, last_index: u64) -> RaftLocalState {
-    let mut hs = HardState::default();
-    hs.term = term;
-    hs.commit = commit;
-    hs.vote = 3;
+    let hs = HardState { term, commit, vote: 3, ..Default::default() };
     RaftLocalState { hard_state: hs.write_to_bytes().unwrap(), last_index }
 }
 
@@ -96,7 +96,11 @@ fn fetch_reports_compacted_and_unavailable_ranges() {
     let err = fetch(&engine, 1, 8, 12, None).unwrap_err();
     assert_eq!(
         err,
-        Error::EntriesCompacted { region_id: RegionId(1), low: LogIndex(8), first_index: LogIndex(10) }
+        Error::EntriesCompacted {
+            region_id: RegionId(1),
+            low: LogIndex(8),
+            first_index: LogIndex(10)
+        }
     );
     let err = fetch(&engine, 1, 21, 25, None).unwrap_err();
     assert_eq!(

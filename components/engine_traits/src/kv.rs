@@ -96,7 +96,8 @@ pub trait Iterable {
     where
         F: FnMut(&[u8], &[u8]) -> Result<bool>,
     {
-        let opts = IterOptions::new(Some(start.to_vec()), Some(end.to_vec())).fill_cache(fill_cache);
+        let opts =
+            IterOptions::new(Some(start.to_vec()), Some(end.to_vec())).fill_cache(fill_cache);
         let mut it = self.iterator_opt(cf, opts);
         let mut valid = it.seek_to_first()?;
         while valid {

@@ -163,12 +163,22 @@ pub fn region_state_key(region_id: RegionId) -> [u8; REGION_STATE_KEY_LEN] {
     suffixed_key(REGION_META_PREFIX, region_id, REGION_STATE_SUFFIX)
 }
 
-fn check_region_key(kind: &'static str, second: u8, key: &[u8], min_len: usize) -> Result<RegionId> {
+fn check_region_key(
+    kind: &'static str,
+    second: u8,
+    key: &[u8],
+    min_len: usize,
+) -> Result<RegionId> {
     if key.len() < 2 || key[0] != LOCAL_PREFIX || key[1] != second {
         return Err(Error::BadPrefix { kind, key: key.to_vec() });
     }
     if key.len() < min_len {
-        return Err(Error::BadLength { kind, expected: min_len, actual: key.len(), key: key.to_vec() });
+        return Err(Error::BadLength {
+            kind,
+            expected: min_len,
+            actual: key.len(),
+            key: key.to_vec(),
+        });
     }
     Ok(RegionId(read_u64(&key[2..REGION_PREFIX_LEN])))
 }
@@ -212,9 +222,11 @@ pub fn decode_raft_log_key(key: &[u8]) -> Result<(RegionId, LogIndex)> {
         (_, RaftKey::RaftState) => {
             Err(Error::BadSuffix { kind: "raft log", suffix: RAFT_STATE_SUFFIX, key: key.to_vec() })
         }
-        (_, RaftKey::ApplyState) => {
-            Err(Error::BadSuffix { kind: "raft log", suffix: APPLY_STATE_SUFFIX, key: key.to_vec() })
-        }
+        (_, RaftKey::ApplyState) => Err(Error::BadSuffix {
+            kind: "raft log",
+            suffix: APPLY_STATE_SUFFIX,
+            key: key.to_vec(),
+        }),
     }
 }
 

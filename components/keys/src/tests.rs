@@ -99,7 +99,10 @@ fn raft_keys_round_trip() {
         let key = raft_log_key(r(id), i(idx));
         assert_eq!(decode_raft_log_key(&key).unwrap(), (r(id), i(idx)));
         assert_eq!(decode_region_raft_key(&key).unwrap(), (r(id), RaftKey::Log(i(idx))));
-        assert_eq!(decode_region_raft_key(&raft_state_key(r(id))).unwrap(), (r(id), RaftKey::RaftState));
+        assert_eq!(
+            decode_region_raft_key(&raft_state_key(r(id))).unwrap(),
+            (r(id), RaftKey::RaftState)
+        );
         assert_eq!(
             decode_region_raft_key(&apply_state_key(r(id))).unwrap(),
             (r(id), RaftKey::ApplyState)

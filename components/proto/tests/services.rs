@@ -43,10 +43,7 @@ impl tonic::codegen::Service<http::Request<Body>> for PathRecorder {
     }
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        self.paths
-            .lock()
-            .expect("recorder lock")
-            .push(req.uri().path().to_owned());
+        self.paths.lock().expect("recorder lock").push(req.uri().path().to_owned());
         std::future::ready(Err("recorded, not sent".into()))
     }
 }
@@ -75,10 +72,7 @@ fn empty<T>() -> tokio_stream::Iter<std::vec::IntoIter<T>> {
 fn service_names_match_kvproto() {
     assert_eq!(tikvpb::tikv_server::SERVICE_NAME, "tikvpb.Tikv");
     assert_eq!(pdpb::pd_server::SERVICE_NAME, "pdpb.PD");
-    assert_eq!(
-        keyspacepb::keyspace_server::SERVICE_NAME,
-        "keyspacepb.Keyspace"
-    );
+    assert_eq!(keyspacepb::keyspace_server::SERVICE_NAME, "keyspacepb.Keyspace");
 }
 
 struct NoKeyspaces;
@@ -98,10 +92,7 @@ fn generated_server_reports_its_name_through_named_service() {
     fn name_of<S: NamedService>(_: &S) -> &'static str {
         S::NAME
     }
-    assert_eq!(
-        name_of(&KeyspaceServer::new(NoKeyspaces)),
-        "keyspacepb.Keyspace"
-    );
+    assert_eq!(name_of(&KeyspaceServer::new(NoKeyspaces)), "keyspacepb.Keyspace");
 }
 
 #[test]

@@ -96,10 +96,7 @@ fn assert_wire<M: Message + Default + PartialEq + std::fmt::Debug>(msg: &M, expe
 // Shared fixtures.
 
 fn epoch() -> metapb::RegionEpoch {
-    metapb::RegionEpoch {
-        conf_ver: 2,
-        version: 3,
-    }
+    metapb::RegionEpoch { conf_ver: 2, version: 3 }
 }
 
 fn epoch_bytes() -> Vec<u8> {
@@ -107,21 +104,11 @@ fn epoch_bytes() -> Vec<u8> {
 }
 
 fn learner_peer() -> metapb::Peer {
-    metapb::Peer {
-        id: 11,
-        store_id: 4,
-        role: metapb::PeerRole::Learner as i32,
-        is_witness: true,
-    }
+    metapb::Peer { id: 11, store_id: 4, role: metapb::PeerRole::Learner as i32, is_witness: true }
 }
 
 fn learner_peer_bytes() -> Vec<u8> {
-    cat(&[
-        f_varint(1, 11),
-        f_varint(2, 4),
-        f_varint(3, 1),
-        f_varint(4, 1),
-    ])
+    cat(&[f_varint(1, 11), f_varint(2, 4), f_varint(3, 1), f_varint(4, 1)])
 }
 
 fn region() -> metapb::Region {
@@ -161,11 +148,8 @@ fn tikv_raw_get_request_matches_hand_encoding() {
         keyspace_id: 5,
         ..Default::default()
     };
-    let req = kvrpcpb::RawGetRequest {
-        context: Some(ctx),
-        key: b"k".to_vec(),
-        cf: "default".into(),
-    };
+    let req =
+        kvrpcpb::RawGetRequest { context: Some(ctx), key: b"k".to_vec(), cf: "default".into() };
 
     let ctx_bytes = cat(&[
         f_varint(1, 7),
@@ -177,10 +161,7 @@ fn tikv_raw_get_request_matches_hand_encoding() {
         f_varint(21, 2),
         f_varint(32, 5),
     ]);
-    assert_eq!(
-        &ctx_bytes[ctx_bytes.len() - 6..ctx_bytes.len() - 3],
-        &[0xa8, 0x01, 0x02]
-    );
+    assert_eq!(&ctx_bytes[ctx_bytes.len() - 6..ctx_bytes.len() - 3], &[0xa8, 0x01, 0x02]);
     let expected = cat(&[f_len(1, &ctx_bytes), f_len(2, b"k"), f_len(3, b"default")]);
     assert_wire(&req, &expected);
 }
@@ -190,10 +171,7 @@ fn tikv_raw_get_response_with_not_leader_matches_hand_encoding() {
     let resp = kvrpcpb::RawGetResponse {
         region_error: Some(errorpb::Error {
             message: "not leader".into(),
-            not_leader: Some(errorpb::NotLeader {
-                region_id: 7,
-                leader: Some(learner_peer()),
-            }),
+            not_leader: Some(errorpb::NotLeader { region_id: 7, leader: Some(learner_peer()) }),
             ..Default::default()
         }),
         error: String::new(),
@@ -208,19 +186,9 @@ fn tikv_raw_get_response_with_not_leader_matches_hand_encoding() {
 
 #[test]
 fn tikv_raw_request_field_numbers_match_the_client_table() {
-    let ctx = || {
-        Some(kvrpcpb::Context {
-            region_id: 1,
-            ..Default::default()
-        })
-    };
+    let ctx = || Some(kvrpcpb::Context { region_id: 1, ..Default::default() });
     let k = || b"k".to_vec();
-    let pair = kvrpcpb::KvPair {
-        error: None,
-        key: k(),
-        value: k(),
-        commit_ts: 0,
-    };
+    let pair = kvrpcpb::KvPair { error: None, key: k(), value: k(), commit_ts: 0 };
 
     let put = kvrpcpb::RawPutRequest {
         context: ctx(),
@@ -240,10 +208,7 @@ fn tikv_raw_request_field_numbers_match_the_client_table() {
         for_cas: true,
         ttls: vec![5],
     };
-    assert_eq!(
-        field_numbers(&batch_put.encode_to_vec()),
-        [1, 2, 3, 4, 5, 6]
-    );
+    assert_eq!(field_numbers(&batch_put.encode_to_vec()), [1, 2, 3, 4, 5, 6]);
     assert_eq!(field_numbers(&pair.encode_to_vec()), [2, 3]);
 
     let scan = kvrpcpb::RawScanRequest {
@@ -280,28 +245,17 @@ fn tikv_raw_request_field_numbers_match_the_client_table() {
 
 #[test]
 fn tikv_batch_scan_and_admin_field_numbers_match_the_client_table() {
-    let ctx = || {
-        Some(kvrpcpb::Context {
-            region_id: 1,
-            ..Default::default()
-        })
-    };
+    let ctx = || Some(kvrpcpb::Context { region_id: 1, ..Default::default() });
     let k = || b"k".to_vec();
     let batch_scan = kvrpcpb::RawBatchScanRequest {
         context: ctx(),
-        ranges: vec![kvrpcpb::KeyRange {
-            start_key: k(),
-            end_key: k(),
-        }],
+        ranges: vec![kvrpcpb::KeyRange { start_key: k(), end_key: k() }],
         each_limit: 1,
         key_only: true,
         cf: "c".into(),
         reverse: true,
     };
-    assert_eq!(
-        field_numbers(&batch_scan.encode_to_vec()),
-        [1, 2, 3, 4, 5, 6]
-    );
+    assert_eq!(field_numbers(&batch_scan.encode_to_vec()), [1, 2, 3, 4, 5, 6]);
 
     let scan_lock = kvrpcpb::ScanLockRequest {
         context: ctx(),
@@ -319,10 +273,7 @@ fn tikv_batch_scan_and_admin_field_numbers_match_the_client_table() {
         is_raw_kv: true,
     };
     assert_eq!(field_numbers(&split.encode_to_vec()), [1, 2, 3, 4]);
-    let split_resp = kvrpcpb::SplitRegionResponse {
-        regions: vec![region()],
-        ..Default::default()
-    };
+    let split_resp = kvrpcpb::SplitRegionResponse { regions: vec![region()], ..Default::default() };
     assert_eq!(field_numbers(&split_resp.encode_to_vec()), [4]);
 }
 
@@ -330,10 +281,7 @@ fn tikv_batch_scan_and_admin_field_numbers_match_the_client_table() {
 fn errorpb_variants_use_kvproto_field_numbers() {
     macro_rules! only {
         ($field:ident) => {
-            errorpb::Error {
-                $field: Some(Default::default()),
-                ..Default::default()
-            }
+            errorpb::Error { $field: Some(Default::default()), ..Default::default() }
         };
     }
     let variants: [(u64, errorpb::Error); 21] = [
@@ -365,17 +313,12 @@ fn errorpb_variants_use_kvproto_field_numbers() {
     }
 
     let epoch_not_match = errorpb::Error {
-        epoch_not_match: Some(errorpb::EpochNotMatch {
-            current_regions: vec![region()],
-        }),
+        epoch_not_match: Some(errorpb::EpochNotMatch { current_regions: vec![region()] }),
         ..Default::default()
     };
     assert_wire(&epoch_not_match, &f_len(5, &f_len(1, &region_bytes())));
 
-    let store_not_match = errorpb::StoreNotMatch {
-        request_store_id: 1,
-        actual_store_id: 2,
-    };
+    let store_not_match = errorpb::StoreNotMatch { request_store_id: 1, actual_store_id: 2 };
     assert_wire(&store_not_match, &cat(&[f_varint(1, 1), f_varint(2, 2)]));
 }
 
@@ -383,10 +326,7 @@ fn errorpb_variants_use_kvproto_field_numbers() {
 // pdpb.PD messages.
 
 fn pd_header() -> pdpb::RequestHeader {
-    pdpb::RequestHeader {
-        cluster_id: 42,
-        sender_id: 1,
-    }
+    pdpb::RequestHeader { cluster_id: 42, sender_id: 1 }
 }
 
 fn pd_header_bytes() -> Vec<u8> {
@@ -416,10 +356,7 @@ fn pd_get_region_round_trips_with_hand_encoding() {
         down_peers: vec![],
         pending_peers: vec![learner_peer()],
     };
-    let header = cat(&[
-        f_varint(1, 42),
-        f_len(2, &cat(&[f_varint(1, 6), f_len(2, b"x")])),
-    ]);
+    let header = cat(&[f_varint(1, 42), f_len(2, &cat(&[f_varint(1, 6), f_len(2, b"x")]))]);
     let expected = cat(&[
         f_len(1, &header),
         f_len(2, &region_bytes()),
@@ -438,36 +375,21 @@ fn pd_members_tso_and_store_messages_use_kvproto_numbers() {
         client_urls: vec!["c".into()],
         ..Default::default()
     };
-    let member_bytes = cat(&[
-        f_len(1, b"pd"),
-        f_varint(2, 3),
-        f_len(3, b"p"),
-        f_len(4, b"c"),
-    ]);
+    let member_bytes = cat(&[f_len(1, b"pd"), f_varint(2, 3), f_len(3, b"p"), f_len(4, b"c")]);
     let members = pdpb::GetMembersResponse {
-        header: Some(pdpb::ResponseHeader {
-            cluster_id: 42,
-            error: None,
-        }),
+        header: Some(pdpb::ResponseHeader { cluster_id: 42, error: None }),
         members: vec![member.clone()],
         leader: Some(member),
         ..Default::default()
     };
-    let expected = cat(&[
-        f_len(1, &f_varint(1, 42)),
-        f_len(2, &member_bytes),
-        f_len(3, &member_bytes),
-    ]);
+    let expected =
+        cat(&[f_len(1, &f_varint(1, 42)), f_len(2, &member_bytes), f_len(3, &member_bytes)]);
     assert_wire(&members, &expected);
 
     let tso = pdpb::TsoResponse {
         header: None,
         count: 4,
-        timestamp: Some(pdpb::Timestamp {
-            physical: 100,
-            logical: 7,
-            suffix_bits: 1,
-        }),
+        timestamp: Some(pdpb::Timestamp { physical: 100, logical: 7, suffix_bits: 1 }),
     };
     let ts = cat(&[f_varint(1, 100), f_varint(2, 7), f_varint(3, 1)]);
     assert_wire(&tso, &cat(&[f_varint(2, 4), f_len(3, &ts)]));
@@ -476,21 +398,13 @@ fn pd_members_tso_and_store_messages_use_kvproto_numbers() {
         id: 4,
         address: "s".into(),
         state: metapb::StoreState::Tombstone as i32,
-        labels: vec![metapb::StoreLabel {
-            key: "engine".into(),
-            value: "tiflash".into(),
-        }],
+        labels: vec![metapb::StoreLabel { key: "engine".into(), value: "tiflash".into() }],
         node_state: metapb::NodeState::Removed as i32,
         ..Default::default()
     };
     let label = cat(&[f_len(1, b"engine"), f_len(2, b"tiflash")]);
-    let expected = cat(&[
-        f_varint(1, 4),
-        f_len(2, b"s"),
-        f_varint(3, 2),
-        f_len(4, &label),
-        f_varint(13, 3),
-    ]);
+    let expected =
+        cat(&[f_varint(1, 4), f_len(2, b"s"), f_varint(3, 2), f_len(4, &label), f_varint(13, 3)]);
     assert_wire(&store, &expected);
 }
 
@@ -500,20 +414,14 @@ fn pd_heartbeat_messages_use_kvproto_numbers() {
         header: Some(pd_header()),
         region: Some(region()),
         leader: Some(learner_peer()),
-        down_peers: vec![pdpb::PeerStats {
-            peer: Some(learner_peer()),
-            down_seconds: 1,
-        }],
+        down_peers: vec![pdpb::PeerStats { peer: Some(learner_peer()), down_seconds: 1 }],
         pending_peers: vec![learner_peer()],
         bytes_written: 1,
         bytes_read: 1,
         keys_written: 1,
         keys_read: 1,
         approximate_size: 1,
-        interval: Some(pdpb::TimeInterval {
-            start_timestamp: 1,
-            end_timestamp: 2,
-        }),
+        interval: Some(pdpb::TimeInterval { start_timestamp: 1, end_timestamp: 2 }),
         approximate_keys: 1,
         term: 1,
         query_stats: Some(Default::default()),
@@ -538,22 +446,13 @@ fn pd_heartbeat_messages_use_kvproto_numbers() {
         change_peer_v2: Some(Default::default()),
         switch_witnesses: Some(Default::default()),
     };
-    assert_eq!(
-        field_numbers(&resp.encode_to_vec()),
-        (1..=10).collect::<Vec<_>>()
-    );
+    assert_eq!(field_numbers(&resp.encode_to_vec()), (1..=10).collect::<Vec<_>>());
     let change_peer = resp.change_peer.as_ref().map(Message::encode_to_vec);
-    assert_eq!(
-        change_peer,
-        Some(cat(&[f_len(1, &learner_peer_bytes()), f_varint(2, 2)]))
-    );
+    assert_eq!(change_peer, Some(cat(&[f_len(1, &learner_peer_bytes()), f_varint(2, 2)])));
 
     let split_ids = pdpb::AskBatchSplitResponse {
         header: None,
-        ids: vec![pdpb::SplitId {
-            new_region_id: 9,
-            new_peer_ids: vec![10, 11],
-        }],
+        ids: vec![pdpb::SplitId { new_region_id: 9, new_peer_ids: vec![10, 11] }],
     };
     // proto3 packs repeated scalars: one length-delimited run of varints.
     let split_id = cat(&[f_varint(1, 9), f_len(2, &[10, 11])]);
@@ -565,20 +464,11 @@ fn pd_heartbeat_messages_use_kvproto_numbers() {
 
 #[test]
 fn keyspace_load_round_trips_with_hand_encoding() {
-    let req = keyspacepb::LoadKeyspaceRequest {
-        header: Some(pd_header()),
-        name: "DEFAULT".into(),
-    };
-    assert_wire(
-        &req,
-        &cat(&[f_len(1, &pd_header_bytes()), f_len(2, b"DEFAULT")]),
-    );
+    let req = keyspacepb::LoadKeyspaceRequest { header: Some(pd_header()), name: "DEFAULT".into() };
+    assert_wire(&req, &cat(&[f_len(1, &pd_header_bytes()), f_len(2, b"DEFAULT")]));
 
     let resp = keyspacepb::LoadKeyspaceResponse {
-        header: Some(pdpb::ResponseHeader {
-            cluster_id: 42,
-            error: None,
-        }),
+        header: Some(pdpb::ResponseHeader { cluster_id: 42, error: None }),
         keyspace: Some(keyspacepb::KeyspaceMeta {
             id: 300,
             name: "ks".into(),
@@ -589,13 +479,8 @@ fn keyspace_load_round_trips_with_hand_encoding() {
         }),
     };
     // 300 = 0b1_0010_1100 -> varint 0xac 0x02.
-    let meta = cat(&[
-        f_varint(1, 300),
-        f_len(2, b"ks"),
-        f_varint(3, 2),
-        f_varint(4, 1),
-        f_varint(5, 2),
-    ]);
+    let meta =
+        cat(&[f_varint(1, 300), f_len(2, b"ks"), f_varint(3, 2), f_varint(4, 1), f_varint(5, 2)]);
     assert_eq!(&meta[..3], &[0x08, 0xac, 0x02]);
     assert_wire(&resp, &cat(&[f_len(1, &f_varint(1, 42)), f_len(2, &meta)]));
 }
@@ -683,19 +568,12 @@ fn bytes_embedded_hard_state_is_wire_identical_to_a_nested_message() {
     let hard_state = cat(&[f_varint(1, 1), f_varint(2, 2), f_varint(3, 3)]);
     assert_eq!(hard_state, [0x08, 0x01, 0x10, 0x02, 0x18, 0x03]);
 
-    let ours = raft_serverpb::RaftLocalState {
-        hard_state: hard_state.clone(),
-        last_index: 5,
-    };
+    let ours = raft_serverpb::RaftLocalState { hard_state: hard_state.clone(), last_index: 5 };
     let expected = [0x0a, 0x06, 0x08, 0x01, 0x10, 0x02, 0x18, 0x03, 0x10, 0x05];
     assert_wire(&ours, &expected);
 
     let nested = RaftLocalStateNested {
-        hard_state: Some(HardStateMirror {
-            term: 1,
-            vote: 2,
-            commit: 3,
-        }),
+        hard_state: Some(HardStateMirror { term: 1, vote: 2, commit: 3 }),
         last_index: 5,
     };
     assert_eq!(nested.encode_to_vec(), expected);
@@ -723,13 +601,8 @@ fn raft_message_and_commit_merge_embed_eraftpb_as_bytes() {
         extra_ctx: b"x".to_vec(),
         disk_usage: 1,
     };
-    assert_eq!(
-        field_numbers(&msg.encode_to_vec()),
-        (1..=12).collect::<Vec<_>>()
-    );
-    let batch = proto::tikvpb::BatchRaftMessage {
-        msgs: vec![msg.clone()],
-    };
+    assert_eq!(field_numbers(&msg.encode_to_vec()), (1..=12).collect::<Vec<_>>());
+    let batch = proto::tikvpb::BatchRaftMessage { msgs: vec![msg.clone()] };
     assert_wire(&batch, &f_len(1, &msg.encode_to_vec()));
 
     // Repeated eraftpb.Entry and repeated bytes share one encoding.
@@ -739,10 +612,7 @@ fn raft_message_and_commit_merge_embed_eraftpb_as_bytes() {
         entries: vec![vec![0x08, 0x01], vec![]],
         source_state: None,
     };
-    assert_wire(
-        &merge,
-        &cat(&[f_varint(2, 9), f_len(3, &[0x08, 0x01]), f_len(3, &[])]),
-    );
+    assert_wire(&merge, &cat(&[f_varint(2, 9), f_len(3, &[0x08, 0x01]), f_len(3, &[])]));
 }
 
 #[test]
@@ -771,32 +641,18 @@ fn persisted_states_use_kvproto_numbers() {
     let state = raft_serverpb::RegionLocalState {
         state: raft_serverpb::PeerState::Tombstone as i32,
         region: Some(region()),
-        merge_state: Some(raft_serverpb::MergeState {
-            min_index: 1,
-            target: None,
-            commit: 2,
-        }),
+        merge_state: Some(raft_serverpb::MergeState { min_index: 1, target: None, commit: 2 }),
         ..Default::default()
     };
     let merge_state = cat(&[f_varint(1, 1), f_varint(3, 2)]);
-    assert_wire(
-        &state,
-        &cat(&[
-            f_varint(1, 2),
-            f_len(2, &region_bytes()),
-            f_len(3, &merge_state),
-        ]),
-    );
+    assert_wire(&state, &cat(&[f_varint(1, 2), f_len(2, &region_bytes()), f_len(3, &merge_state)]));
 
     let ident = raft_serverpb::StoreIdent {
         cluster_id: 1,
         store_id: 2,
         api_version: kvrpcpb::ApiVersion::V2 as i32,
     };
-    assert_wire(
-        &ident,
-        &cat(&[f_varint(1, 1), f_varint(2, 2), f_varint(3, 2)]),
-    );
+    assert_wire(&ident, &cat(&[f_varint(1, 1), f_varint(2, 2), f_varint(3, 2)]));
 }
 
 #[test]
@@ -843,14 +699,8 @@ fn enum_values_match_kvproto() {
     assert_eq!(raft_serverpb::PeerState::Applying as i32, 1);
     assert_eq!(raft_serverpb::PeerState::Tombstone as i32, 2);
     assert_eq!(raft_serverpb::PeerState::Merging as i32, 3);
-    assert_eq!(
-        raft_serverpb::ExtraMessageType::MsgWantRollbackMerge as i32,
-        1
-    );
-    assert_eq!(
-        raft_serverpb::ExtraMessageType::MsgHibernateRequest as i32,
-        4
-    );
+    assert_eq!(raft_serverpb::ExtraMessageType::MsgWantRollbackMerge as i32, 1);
+    assert_eq!(raft_serverpb::ExtraMessageType::MsgHibernateRequest as i32, 4);
     assert_eq!(raft_serverpb::ExtraMessageType::MsgGcPeerRequest as i32, 11);
 
     assert_eq!(pdpb::ErrorType::NotBootstrapped as i32, 2);

@@ -146,7 +146,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         // The batch system names its keys without our store-/apply- prefix; say which pool.
         let pool = |e: ConfigError, pool: &str| match e {
-            ConfigError::Invalid { key, reason } => ConfigError::invalid(format!("{pool}-{key}"), reason),
+            ConfigError::Invalid { key, reason } => {
+                ConfigError::invalid(format!("{pool}-{key}"), reason)
+            }
             ConfigError::Conflict { .. } => e,
         };
         self.store_batch_system().validate().map_err(|e| pool(e, "store"))?;
@@ -184,7 +186,8 @@ impl Config {
         if self.raft_max_size_per_msg.as_bytes() == 0 || self.raft_entry_max_size.as_bytes() == 0 {
             return Err(ConfigError::invalid("raft-entry-max-size", "sizes must be positive"));
         }
-        let lease_limit = self.election_timeout().saturating_sub(self.raft_base_tick_interval.as_duration());
+        let lease_limit =
+            self.election_timeout().saturating_sub(self.raft_base_tick_interval.as_duration());
         if self.raft_store_max_leader_lease.as_duration() > lease_limit {
             return Err(ConfigError::conflict(
                 "raft-store-max-leader-lease",
@@ -213,9 +216,13 @@ mod tests {
 
     #[test]
     fn lease_must_end_before_an_election_can_finish() {
-        let cfg = Config { raft_store_max_leader_lease: ReadableDuration::secs(10), ..Config::default() };
+        let cfg =
+            Config { raft_store_max_leader_lease: ReadableDuration::secs(10), ..Config::default() };
         let err = cfg.validate().unwrap_err();
-        assert!(matches!(&err, ConfigError::Conflict { key, .. } if key == "raft-store-max-leader-lease"), "{err}");
+        assert!(
+            matches!(&err, ConfigError::Conflict { key, .. } if key == "raft-store-max-leader-lease"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -228,6 +235,9 @@ mod tests {
     fn pool_errors_name_the_pool() {
         let cfg = Config { apply_pool_size: 0, ..Config::default() };
         let err = cfg.validate().unwrap_err().in_section("raftstore");
-        assert_eq!(err.to_string(), "invalid value for `raftstore.apply-pool-size`: must be at least 1");
+        assert_eq!(
+            err.to_string(),
+            "invalid value for `raftstore.apply-pool-size`: must be at least 1"
+        );
     }
 }

@@ -36,7 +36,11 @@ impl ConfigError {
         other_key: impl Into<String>,
         reason: impl Into<String>,
     ) -> ConfigError {
-        ConfigError::Conflict { key: key.into(), other_key: other_key.into(), reason: reason.into() }
+        ConfigError::Conflict {
+            key: key.into(),
+            other_key: other_key.into(),
+            reason: reason.into(),
+        }
     }
 
     /// Prefixes the key with the section it was validated in, so a crate can validate its own
@@ -74,7 +78,8 @@ pub const GIB: u64 = MIB * 1024;
 pub const TIB: u64 = GIB * 1024;
 
 /// Size units from largest to smallest; `Display` picks the largest that divides exactly.
-const SIZE_UNITS: [(&str, u64); 5] = [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB), ("B", 1)];
+const SIZE_UNITS: [(&str, u64); 5] =
+    [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB), ("B", 1)];
 
 /// A byte count written as `"64MiB"`, `"1.5GiB"`, `"4KB"` (KB, MB, GB, TB are read as binary
 /// units, as RocksDB and TiKV do) or a bare number of bytes.
@@ -122,7 +127,8 @@ fn scale(number: &str, unit: u64, text: &str) -> Result<u64, ParseError> {
             n.checked_mul(unit).ok_or_else(overflow)
         }
         Some(_) => {
-            let f: f64 = number.parse().map_err(|_| ParseError::NoNumber { text: text.to_owned() })?;
+            let f: f64 =
+                number.parse().map_err(|_| ParseError::NoNumber { text: text.to_owned() })?;
             let v = f * unit as f64;
             if !v.is_finite() || v >= u64::MAX as f64 {
                 return Err(overflow());
@@ -144,7 +150,10 @@ impl FromStr for ReadableSize {
             "G" | "GB" | "GiB" => GIB,
             "T" | "TB" | "TiB" => TIB,
             other => {
-                return Err(ParseError::UnknownUnit { text: text.to_owned(), unit: other.to_owned() })
+                return Err(ParseError::UnknownUnit {
+                    text: text.to_owned(),
+                    unit: other.to_owned(),
+                })
             }
         };
         scale(number, multiplier, text).map(ReadableSize)
@@ -156,8 +165,11 @@ impl fmt::Display for ReadableSize {
         if self.0 == 0 {
             return write!(f, "0B");
         }
-        let (name, unit) =
-            SIZE_UNITS.iter().find(|(_, unit)| self.0.is_multiple_of(*unit)).copied().unwrap_or(("B", 1));
+        let (name, unit) = SIZE_UNITS
+            .iter()
+            .find(|(_, unit)| self.0.is_multiple_of(*unit))
+            .copied()
+            .unwrap_or(("B", 1));
         write!(f, "{}{}", self.0 / unit, name)
     }
 }
@@ -217,10 +229,14 @@ impl FromStr for ReadableDuration {
                 .iter()
                 .find(|(name, _)| *name == unit)
                 .map(|(_, us)| *us)
-                .ok_or_else(|| ParseError::UnknownUnit { text: text.to_owned(), unit: unit.to_owned() })?;
+                .ok_or_else(|| ParseError::UnknownUnit {
+                    text: text.to_owned(),
+                    unit: unit.to_owned(),
+                })?;
             let part = scale(number, micros, text)?;
-            total_us =
-                total_us.checked_add(part).ok_or_else(|| ParseError::Overflow { text: text.to_owned() })?;
+            total_us = total_us
+                .checked_add(part)
+                .ok_or_else(|| ParseError::Overflow { text: text.to_owned() })?;
             rest = after[unit_len..].trim_start();
         }
         Ok(ReadableDuration(Duration::from_micros(total_us)))
@@ -310,7 +326,10 @@ mod tests {
         assert_eq!("".parse::<ReadableSize>(), Err(ParseError::Empty));
         assert!(matches!("MiB".parse::<ReadableSize>(), Err(ParseError::NoNumber { .. })));
         assert!(matches!("3 parsecs".parse::<ReadableSize>(), Err(ParseError::UnknownUnit { .. })));
-        assert!(matches!("99999999999TiB".parse::<ReadableSize>(), Err(ParseError::Overflow { .. })));
+        assert!(matches!(
+            "99999999999TiB".parse::<ReadableSize>(),
+            Err(ParseError::Overflow { .. })
+        ));
     }
 
     #[test]
@@ -335,7 +354,11 @@ mod tests {
             ("1h30m", 5_400_000),
             ("1d", 86_400_000),
         ] {
-            assert_eq!(text.parse::<ReadableDuration>().unwrap(), ReadableDuration::millis(ms), "{text}");
+            assert_eq!(
+                text.parse::<ReadableDuration>().unwrap(),
+                ReadableDuration::millis(ms),
+                "{text}"
+            );
         }
         assert_eq!(
             "250us".parse::<ReadableDuration>().unwrap(),
@@ -346,7 +369,10 @@ mod tests {
     #[test]
     fn durations_reject_garbage() {
         assert_eq!("".parse::<ReadableDuration>(), Err(ParseError::Empty));
-        assert!(matches!("10 fortnights".parse::<ReadableDuration>(), Err(ParseError::UnknownUnit { .. })));
+        assert!(matches!(
+            "10 fortnights".parse::<ReadableDuration>(),
+            Err(ParseError::UnknownUnit { .. })
+        ));
         assert!(matches!("s".parse::<ReadableDuration>(), Err(ParseError::NoNumber { .. })));
     }
 

@@ -72,10 +72,16 @@ impl LogConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(path) = &self.file {
             if path.as_os_str().is_empty() {
-                return Err(ConfigError::invalid("file", "must be a path; leave it out for stderr"));
+                return Err(ConfigError::invalid(
+                    "file",
+                    "must be a path; leave it out for stderr",
+                ));
             }
             if path.is_dir() {
-                return Err(ConfigError::invalid("file", format!("{} is a directory", path.display())));
+                return Err(ConfigError::invalid(
+                    "file",
+                    format!("{} is a directory", path.display()),
+                ));
             }
         }
         Ok(())
@@ -129,7 +135,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("util-logger-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("test.log");
-        let cfg = LogConfig { level: LogLevel::Warn, format: LogFormat::Json, file: Some(path.clone()) };
+        let cfg =
+            LogConfig { level: LogLevel::Warn, format: LogFormat::Json, file: Some(path.clone()) };
         cfg.validate().unwrap();
         let (logger, guard) = build_logger(&cfg).unwrap();
         slog::info!(logger, "not written"; "k" => 1);

@@ -65,10 +65,7 @@ impl Log {
         let mut events = self.events.lock();
         while !pred(&events) {
             if self.changed.wait_until(&mut events, deadline).timed_out() && !pred(&events) {
-                panic!(
-                    "timed out waiting for {what}; {} events logged",
-                    events.len()
-                );
+                panic!("timed out waiting for {what}; {} events logged", events.len());
             }
         }
     }
@@ -80,13 +77,7 @@ impl Log {
     pub fn dropped(&self) -> Vec<u64> {
         self.snapshot()
             .into_iter()
-            .filter_map(|e| {
-                if let Event::Dropped { id } = e {
-                    Some(id)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|e| if let Event::Dropped { id } = e { Some(id) } else { None })
             .collect()
     }
 }
@@ -108,10 +99,7 @@ pub fn handled_of(events: &[Event], id: u64) -> Vec<Msg> {
 }
 
 pub fn count_handled(events: &[Event]) -> usize {
-    events
-        .iter()
-        .filter(|e| matches!(e, Event::Handled { .. }))
-        .count()
+    events.iter().filter(|e| matches!(e, Event::Handled { .. })).count()
 }
 
 pub struct TestFsm {
@@ -144,19 +132,13 @@ impl Drop for TestFsm {
 
 impl TestFsm {
     fn handle(&mut self, msg: Msg) {
-        self.log.push(Event::Handled {
-            id: self.id,
-            msg: msg.clone(),
-        });
+        self.log.push(Event::Handled { id: self.id, msg: msg.clone() });
         match msg {
             Msg::Work(_) => {}
             Msg::Stop => self.stopped = true,
             Msg::Hot(0) => {}
             Msg::Hot(n) => {
-                let own = self
-                    .own
-                    .as_ref()
-                    .expect("registered FSMs know their mailbox");
+                let own = self.own.as_ref().expect("registered FSMs know their mailbox");
                 // Fails only once the mailbox is closed; the FSM is then about to be dropped
                 // and the chain simply ends.
                 own.force_send(Msg::Hot(n - 1)).ok();
@@ -172,14 +154,7 @@ pub fn new_fsm(
     log: &Arc<Log>,
 ) -> (batch_system::InboxSender<Msg>, Box<TestFsm>) {
     let (tx, inbox) = router.create_inbox();
-    let fsm = TestFsm {
-        id,
-        inbox,
-        stopped: false,
-        skip_end: false,
-        own: None,
-        log: log.clone(),
-    };
+    let fsm = TestFsm { id, inbox, stopped: false, skip_end: false, own: None, log: log.clone() };
     (tx, Box::new(fsm))
 }
 
@@ -231,15 +206,11 @@ impl PollHandler<TestFsm, TestFsm> for TestHandler {
     }
 
     fn light_end(&mut self, normals: &mut [NormalFsm<TestFsm>]) {
-        self.log.push(Event::LightEnd {
-            ids: normals.iter().map(|n| n.id).collect(),
-        });
+        self.log.push(Event::LightEnd { ids: normals.iter().map(|n| n.id).collect() });
     }
 
     fn end(&mut self, normals: &mut [NormalFsm<TestFsm>]) {
-        self.log.push(Event::End {
-            ids: normals.iter().map(|n| n.id).collect(),
-        });
+        self.log.push(Event::End { ids: normals.iter().map(|n| n.id).collect() });
     }
 
     fn pause(&mut self) {
@@ -256,10 +227,7 @@ impl HandlerBuilder<TestFsm, TestFsm> for TestBuilder {
     type Handler = TestHandler;
 
     fn build(&mut self) -> TestHandler {
-        TestHandler {
-            log: self.log.clone(),
-            per_round: self.per_round,
-        }
+        TestHandler { log: self.log.clone(), per_round: self.per_round }
     }
 }
 
@@ -283,36 +251,22 @@ impl Harness {
         };
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let (router, system) = create_system(cfg, logger, tx, Box::new(control)).unwrap();
-        Harness {
-            router,
-            system,
-            log,
-        }
+        Harness { router, system, log }
     }
 
     pub fn spawn(&mut self, per_round: usize) {
-        let builder = TestBuilder {
-            log: self.log.clone(),
-            per_round,
-        };
+        let builder = TestBuilder { log: self.log.clone(), per_round };
         self.system.spawn("test", builder).unwrap();
     }
 
     /// Waits until FSM `id` has handled `n` messages.
     pub fn wait_handled(&self, id: u64, n: usize) {
-        self.log.wait_for(&format!("fsm {id} to handle {n}"), |ev| {
-            handled_of(ev, id).len() >= n
-        });
+        self.log.wait_for(&format!("fsm {id} to handle {n}"), |ev| handled_of(ev, id).len() >= n);
     }
 }
 
 pub fn config(pool_size: usize, max_batch_size: usize, reschedule: ReadableDuration) -> Config {
-    Config {
-        pool_size,
-        max_batch_size,
-        reschedule_duration: reschedule,
-        notify_capacity: 1024,
-    }
+    Config { pool_size, max_batch_size, reschedule_duration: reschedule, notify_capacity: 1024 }
 }
 
 /// Per-id handled counts, for fairness assertions.
