@@ -58,6 +58,18 @@ macro_rules! define_u64_id {
                 fmt::Display::fmt(&self.0, f)
             }
         }
+
+        /// Logged as a plain integer, so `"region_id" => id` needs no conversion.
+        impl slog::Value for $name {
+            fn serialize(
+                &self,
+                _record: &slog::Record<'_>,
+                key: slog::Key,
+                serializer: &mut dyn slog::Serializer,
+            ) -> slog::Result {
+                serializer.emit_u64(key, self.0)
+            }
+        }
     };
 }
 
