@@ -1,9 +1,32 @@
 //! The multi-raft core: one raft peer per region, driven by the batch system, persisted in the
-//! shared engines. (Being built for issue #3; today: config, callbacks, leader lease.)
+//! shared engines, applied by a second batch system.
+//!
+//! Entry points: [`create_store_system`] + [`StoreSystem::start`] run a store over its
+//! [`Engines`] and a [`Transport`]; the [`RaftRouter`] delivers raft messages and commands;
+//! [`bootstrap_store`] and [`bootstrap_region`] prepare new engines. The crate is generic over
+//! `engine_traits` and `Transport`: it names no RocksDB, gRPC or async runtime type.
 
+pub mod apply;
 pub mod callback;
 pub mod config;
+pub mod error;
+pub mod msg;
 pub mod peer;
+pub mod region_snapshot;
+pub mod stats;
+pub mod store;
+pub mod transport;
+pub mod util;
 
-pub use callback::Callback;
+pub use callback::{Callback, CmdResponse};
 pub use config::Config;
+pub use error::{Error, Result};
+pub use msg::{PeerMsg, StoreMsg};
+pub use peer::storage::{Engines, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
+pub use region_snapshot::RegionSnapshot;
+pub use stats::{StoreStats, StoreStatsSnapshot};
+pub use store::{
+    bootstrap_region, bootstrap_store, create_store_system, load_store_ident, BootstrapError,
+    RaftRouter, StoreMeta, StoreSystem,
+};
+pub use transport::{Transport, TransportError};

@@ -1,3 +1,165 @@
-//! One region's raft peer, split by concern.
+//! One region's raft peer, split by concern:
+//!
+//! | module | concern |
+//! |---|---|
+//! | `fsm` | `PeerFsm`: the batch-system FSM, a `match` that delegates |
+//! | `storage` | raft-rs `Storage` over the engines |
+//! | `propose` | command checks, write batching, proposing |
+//! | `read` | lease reads and ReadIndex |
+//! | `ready` | the ready loop: persist, send, hand committed entries to apply |
+//! | `life` | destroying a peer |
+//! | `lease` | the leader lease |
+//!
+//! `Peer` holds the state; it never touches the batch system or the transport directly, only
+//! the poll context it is handed.
 
+pub mod fsm;
 pub mod lease;
+mod life;
+mod propose;
+mod read;
+mod ready;
+pub mod storage;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use engine_traits::{KvEngine, RaftEngine};
+use proto::metapb;
+use raft::{RawNode, Ready, StateRole};
+use slog::Logger;
+use util::{LogIndex, PeerId, RegionId, Term};
+
+use crate::apply::Proposal;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::util::find_peer_by_id;
+
+use self::lease::Lease;
+use self::propose::WriteBatcher;
+use self::read::ReadQueue;
+use self::storage::PeerStorage;
+
+type Snap<EK> = <EK as KvEngine>::Snapshot;
+
+/// The raft peer of one region on this store.
+pub struct Peer<EK: KvEngine, ER: RaftEngine> {
+    region_id: RegionId,
+    meta: metapb::Peer,
+    raft_group: RawNode<PeerStorage<EK, ER>>,
+    /// Proposed commands in log order, waiting for their entries to commit.
+    proposals: VecDeque<Proposal<Snap<EK>>>,
+    /// Small writes of this round, proposed together as one entry at the end of the round.
+    batcher: WriteBatcher<Snap<EK>>,
+    reads: ReadQueue<Snap<EK>>,
+    lease: Lease,
+    /// Set when this peer became leader, until the first entry of its term commits; that
+    /// commit proves the leadership from that instant and starts the lease.
+    leader_since: Option<Instant>,
+    /// The ready handed out this round, persisted at the round's end (see `ready`).
+    pending_ready: Option<Ready>,
+    applied_term: Term,
+    /// Other peers of the region, by id, to address raft messages.
+    peer_cache: HashMap<u64, metapb::Peer>,
+    /// A commit index learned after the last persisted hard state; persisted next round.
+    commit_dirty: bool,
+    stopped: bool,
+    logger: Logger,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Creates the peer of an initialized region over its loaded storage.
+    pub fn new(
+        cfg: &Config,
+        meta: metapb::Peer,
+        storage: PeerStorage<EK, ER>,
+        logger: Logger,
+    ) -> Result<Self> {
+        let region = storage.region().clone();
+        let applied = storage.applied_index();
+        let applied_term = Term(storage.apply_state().commit_term);
+        let raft_cfg = raft::Config {
+            id: meta.id,
+            election_tick: cfg.raft_election_timeout_ticks,
+            heartbeat_tick: cfg.raft_heartbeat_ticks,
+            min_election_tick: cfg.min_election_ticks(),
+            max_election_tick: cfg.max_election_ticks(),
+            max_size_per_msg: cfg.raft_max_size_per_msg.0,
+            max_inflight_msgs: cfg.raft_max_inflight_msgs,
+            applied: applied.get(),
+            check_quorum: true,
+            pre_vote: cfg.prevote,
+            skip_bcast_commit: true,
+            ..Default::default()
+        };
+        let raft_group = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| {
+            Error::Engine(engine_traits::Error::Corrupted {
+                what: format!("region {}: raft cannot start: {e}", region.id),
+            })
+        })?;
+        let mut peer = Peer {
+            region_id: RegionId(region.id),
+            meta,
+            raft_group,
+            proposals: VecDeque::new(),
+            batcher: WriteBatcher::new(cfg),
+            reads: ReadQueue::default(),
+            lease: Lease::new(cfg.raft_store_max_leader_lease.as_duration()),
+            leader_since: None,
+            pending_ready: None,
+            applied_term,
+            peer_cache: HashMap::new(),
+            commit_dirty: false,
+            stopped: false,
+            logger,
+        };
+        for p in &region.peers {
+            peer.peer_cache.insert(p.id, p.clone());
+        }
+        Ok(peer)
+    }
+
+    pub fn region_id(&self) -> RegionId {
+        self.region_id
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        PeerId(self.meta.id)
+    }
+
+    pub fn region(&self) -> &metapb::Region {
+        self.raft_group.store().region()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft_group.raft.state == StateRole::Leader
+    }
+
+    pub fn term(&self) -> Term {
+        Term(self.raft_group.raft.term)
+    }
+
+    pub fn applied_index(&self) -> LogIndex {
+        self.raft_group.store().applied_index()
+    }
+
+    /// The leader this peer knows of, if any.
+    pub fn leader(&self) -> Option<metapb::Peer> {
+        let id = self.raft_group.raft.leader_id;
+        if id == raft::INVALID_ID {
+            return None;
+        }
+        self.peer_cache
+            .get(&id)
+            .cloned()
+            .or_else(|| find_peer_by_id(self.region(), PeerId(id)).cloned())
+    }
+
+    pub fn not_leader(&self) -> Error {
+        Error::NotLeader { region_id: self.region_id, leader: self.leader() }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+}

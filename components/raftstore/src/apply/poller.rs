@@ -1,0 +1,180 @@
+//! The apply poller: one KV write batch per round for every region it handled.
+
+use batch_system::{HandleResult, HandlerBuilder, NormalFsm, PollHandler, Router};
+use engine_traits::{KvEngine, WriteBatch, WriteOptions};
+use proto::raft_cmdpb::RaftCmdResponse;
+use slog::{error, Logger};
+
+use super::fsm::{split_response, ApplyControlFsm, ApplyFsm};
+use super::{ApplyRes, Proposal};
+use crate::callback::Callback;
+use crate::error::Error;
+use crate::stats::StoreStats;
+
+pub type ApplyRouter<EK> = Router<ApplyFsm<EK>, ApplyControlFsm>;
+
+/// Where apply results go: the store's peers. Implemented by the raft router.
+pub trait ApplyResSink: Clone + Send + 'static {
+    fn send_apply_res(&self, res: ApplyRes);
+}
+
+/// A round's batch grows at most to this before it is written mid-round, so one hot region
+/// cannot build an unbounded batch.
+const APPLY_BATCH_BYTES_MAX: usize = 4 << 20;
+
+pub struct ApplyContext<EK: KvEngine> {
+    kv: EK,
+    wb: EK::WriteBatch,
+    callbacks: Vec<(Callback<EK::Snapshot>, RaftCmdResponse)>,
+    results: Vec<ApplyRes>,
+}
+
+impl<EK: KvEngine> ApplyContext<EK> {
+    pub(super) fn wb(&mut self) -> &mut EK::WriteBatch {
+        &mut self.wb
+    }
+
+    pub(super) fn push_result(&mut self, res: ApplyRes) {
+        self.results.push(res);
+    }
+
+    /// Queues the answers of a proposal; they are delivered after the batch is written.
+    pub(super) fn answer(
+        &mut self,
+        p: Proposal<EK::Snapshot>,
+        result: Result<RaftCmdResponse, Error>,
+        term: u64,
+    ) {
+        let mut offset = 0;
+        for (cb, n) in p.callbacks {
+            let resp = split_response(&result, offset, n, term);
+            offset += n;
+            self.callbacks.push((cb, resp));
+        }
+    }
+}
+
+pub struct ApplyPoller<EK: KvEngine, R> {
+    ctx: ApplyContext<EK>,
+    sink: R,
+    messages_per_tick: usize,
+    stats: StoreStats,
+    /// A crash failpoint fired this round: every FSM of the round stops (see `drop_round`).
+    crashed: bool,
+    logger: Logger,
+}
+
+impl<EK: KvEngine, R: ApplyResSink> ApplyPoller<EK, R> {
+    /// Writes the batch, then answers callbacks and reports results (in that order: a client
+    /// never hears of a write the KV engine does not hold).
+    fn flush(&mut self) {
+        if !self.ctx.wb.is_empty() {
+            fail::fail_point!("raftstore::apply::before_write", |_| {
+                self.drop_round();
+            });
+            if let Err(e) = self.ctx.kv.write(&mut self.ctx.wb, &WriteOptions::default()) {
+                // The KV engine refusing a write leaves this store unable to apply; carrying on
+                // would make it diverge from its replicas.
+                error!(self.logger, "apply write failed"; "err" => %e);
+                panic!("apply write failed: {e}");
+            }
+            self.ctx.wb.clear();
+            fail::fail_point!("raftstore::apply::after_write", |_| {
+                self.drop_round();
+            });
+        }
+        self.stats.record_apply_round(self.ctx.callbacks.len());
+        for (cb, resp) in self.ctx.callbacks.drain(..) {
+            cb.invoke(resp);
+        }
+        for res in self.ctx.results.drain(..) {
+            self.sink.send_apply_res(res);
+        }
+    }
+
+    /// Failpoint action: behave as if the process died here. The batch (if unwritten) is lost,
+    /// nobody is answered (callbacks are dropped without a result), nothing is reported.
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    fn drop_round(&mut self) {
+        self.ctx.wb.clear();
+        // Dropped callbacks answer "region not found": to the client, not acknowledged.
+        self.ctx.callbacks.clear();
+        self.ctx.results.clear();
+        self.crashed = true;
+    }
+}
+
+impl<EK: KvEngine, R: ApplyResSink> PollHandler<ApplyFsm<EK>, ApplyControlFsm>
+    for ApplyPoller<EK, R>
+{
+    fn begin(&mut self, _batch_size: usize) {}
+
+    fn handle_control(&mut self, control: &mut ApplyControlFsm) -> Option<usize> {
+        while control.inbox.try_recv().is_some() {}
+        Some(0)
+    }
+
+    fn handle_normal(&mut self, fsm: &mut ApplyFsm<EK>) -> HandleResult {
+        let left = fsm.handle_tasks(&mut self.ctx, self.messages_per_tick);
+        fsm.finish_round(&mut self.ctx);
+        if self.ctx.wb.data_size() > APPLY_BATCH_BYTES_MAX {
+            self.flush();
+        }
+        if left > 0 && !fsm.is_stopped_now() {
+            HandleResult::KeepProcessing
+        } else {
+            HandleResult::stop_at(left, false)
+        }
+    }
+
+    fn end(&mut self, normals: &mut [NormalFsm<ApplyFsm<EK>>]) {
+        self.flush();
+        if std::mem::take(&mut self.crashed) {
+            for fsm in normals.iter_mut() {
+                fsm.crash();
+            }
+        }
+    }
+}
+
+pub struct ApplyPollerBuilder<EK: KvEngine, R> {
+    kv: EK,
+    sink: R,
+    messages_per_tick: usize,
+    stats: StoreStats,
+    logger: Logger,
+}
+
+impl<EK: KvEngine, R: ApplyResSink> ApplyPollerBuilder<EK, R> {
+    pub fn new(
+        kv: EK,
+        sink: R,
+        messages_per_tick: usize,
+        stats: StoreStats,
+        logger: Logger,
+    ) -> Self {
+        ApplyPollerBuilder { kv, sink, messages_per_tick, stats, logger }
+    }
+}
+
+impl<EK: KvEngine, R: ApplyResSink> HandlerBuilder<ApplyFsm<EK>, ApplyControlFsm>
+    for ApplyPollerBuilder<EK, R>
+{
+    type Handler = ApplyPoller<EK, R>;
+
+    fn build(&mut self) -> Self::Handler {
+        ApplyPoller {
+            ctx: ApplyContext {
+                wb: self.kv.write_batch_with_cap(64 << 10),
+                kv: self.kv.clone(),
+                callbacks: Vec::new(),
+                results: Vec::new(),
+            },
+            sink: self.sink.clone(),
+            messages_per_tick: self.messages_per_tick,
+            stats: self.stats.clone(),
+            crashed: false,
+            logger: self.logger.clone(),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Raftstore errors, in the house's three kinds:
+//!
+//! - [`Error`] variants up to `ServerIsBusy` are **region errors**: answers to a client's
+//!   command that tell it where to retry. They become `errorpb::Error` in exactly one place,
+//!   [`Error::into_region_error`].
+//! - `Engine` wraps a **storage error**, fatal to the store: the caller logs it with context
+//!   and the store stops rather than diverge from its replicas.
+//! - Programmer errors are `assert!`s, never values here.
+
+use proto::{errorpb, metapb};
+use util::{RegionId, StoreId};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// This peer is not the leader; `leader` is the leader it knows of, if any.
+    #[error("region {region_id}: not leader (leader hint {leader:?})")]
+    NotLeader { region_id: RegionId, leader: Option<metapb::Peer> },
+    /// The store hosts no (initialized) peer of this region.
+    #[error("region {0} not found on this store")]
+    RegionNotFound(RegionId),
+    /// The key is outside the region's range.
+    #[error("key {key:?} is not in region {}", region.id)]
+    KeyNotInRegion { key: Vec<u8>, region: Box<metapb::Region> },
+    /// The request's epoch does not match; `current_regions` are what this store knows.
+    #[error("epoch not match: {message}")]
+    EpochNotMatch { message: String, current_regions: Vec<metapb::Region> },
+    /// The request was addressed to another store.
+    #[error("request for store {request_store_id} reached store {actual_store_id}")]
+    StoreNotMatch { request_store_id: StoreId, actual_store_id: StoreId },
+    /// The encoded command exceeds `raft-entry-max-size`.
+    #[error("region {region_id}: entry of {entry_size} bytes exceeds the limit")]
+    RaftEntryTooLarge { region_id: RegionId, entry_size: u64 },
+    /// The proposal's log position was taken by another leader's entry; it was not applied.
+    #[error("stale command: its entry was overwritten by a newer leader")]
+    StaleCommand,
+    /// A bounded queue is full; retry after a backoff.
+    #[error("server is busy: {0}")]
+    ServerIsBusy(String),
+    /// The request itself is malformed (no header, mixed read and write, unknown cf...).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The storage engine failed; see the module doc.
+    #[error("storage: {0}")]
+    Engine(#[from] engine_traits::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The region error a client sees. The only place raftstore errors become `errorpb`.
+    pub fn into_region_error(self) -> errorpb::Error {
+        let message = self.to_string();
+        let mut e = errorpb::Error { message, ..Default::default() };
+        match self {
+            Error::NotLeader { region_id, leader } => {
+                e.not_leader = Some(errorpb::NotLeader { region_id: region_id.get(), leader })
+            }
+            Error::RegionNotFound(region_id) => {
+                e.region_not_found = Some(errorpb::RegionNotFound { region_id: region_id.get() })
+            }
+            Error::KeyNotInRegion { key, region } => {
+                e.key_not_in_region = Some(errorpb::KeyNotInRegion {
+                    key,
+                    region_id: region.id,
+                    start_key: region.start_key.clone(),
+                    end_key: region.end_key.clone(),
+                })
+            }
+            Error::EpochNotMatch { current_regions, .. } => {
+                e.epoch_not_match = Some(errorpb::EpochNotMatch { current_regions })
+            }
+            Error::StoreNotMatch { request_store_id, actual_store_id } => {
+                e.store_not_match = Some(errorpb::StoreNotMatch {
+                    request_store_id: request_store_id.get(),
+                    actual_store_id: actual_store_id.get(),
+                })
+            }
+            Error::RaftEntryTooLarge { region_id, entry_size } => {
+                e.raft_entry_too_large =
+                    Some(errorpb::RaftEntryTooLarge { region_id: region_id.get(), entry_size })
+            }
+            Error::StaleCommand => e.stale_command = Some(errorpb::StaleCommand {}),
+            Error::ServerIsBusy(reason) => {
+                e.server_is_busy = Some(errorpb::ServerIsBusy { reason, ..Default::default() })
+            }
+            // No dedicated errorpb field: the message carries it, as TiKV does for `Other`.
+            Error::InvalidRequest(_) | Error::Engine(_) => {}
+        }
+        e
+    }
+}

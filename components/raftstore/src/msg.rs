@@ -1,0 +1,84 @@
+//! The closed set of messages the raftstore's FSMs exchange. No boxed closures travel here
+//! except inside a [`Callback`], the answer channel of a client command.
+
+use std::fmt;
+use std::time::Instant;
+
+use proto::raft_cmdpb::RaftCmdRequest;
+use proto::raft_serverpb::RaftMessage;
+
+use crate::apply::ApplyRes;
+use crate::callback::Callback;
+
+/// A client (or internal) command for one region, with its answer channel.
+pub struct RaftCommand<S> {
+    pub request: RaftCmdRequest,
+    pub callback: Callback<S>,
+    /// When the command entered the store; for latency metrics.
+    pub received_at: Instant,
+}
+
+impl<S> RaftCommand<S> {
+    pub fn new(request: RaftCmdRequest, callback: Callback<S>) -> Self {
+        RaftCommand { request, callback, received_at: Instant::now() }
+    }
+}
+
+/// Periodic work of a peer. One timer drives all peers of a store (see `store::ticker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerTick {
+    /// One raft logical clock tick (`raft-base-tick-interval`).
+    Raft,
+}
+
+/// Messages to a region's `PeerFsm`.
+pub enum PeerMsg<S> {
+    /// A raft message from another store's peer of this region.
+    RaftMessage(Box<RaftMessage>),
+    /// A command to check and propose (write), or to serve (read).
+    RaftCommand(RaftCommand<S>),
+    Tick(PeerTick),
+    /// What the apply FSM applied.
+    ApplyRes(Box<ApplyRes>),
+    /// Sent by the peer to itself when it has more raft work than one round handles.
+    Wake,
+    /// Removes this peer from the store: stops it, answers its pending commands and deletes its
+    /// state. (The membership issue sends it on ConfChange; tests send it directly.)
+    Destroy,
+}
+
+impl<S> fmt::Debug for PeerMsg<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerMsg::RaftMessage(m) => write!(f, "RaftMessage(region {})", m.region_id),
+            PeerMsg::RaftCommand(c) => write!(f, "RaftCommand({:?})", c.request.header),
+            PeerMsg::Tick(t) => write!(f, "Tick({t:?})"),
+            PeerMsg::ApplyRes(r) => write!(f, "ApplyRes(region {})", r.region_id),
+            PeerMsg::Wake => write!(f, "Wake"),
+            PeerMsg::Destroy => write!(f, "Destroy"),
+        }
+    }
+}
+
+/// Store-wide periodic work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreTick {
+    /// Store heartbeat and housekeeping (PD arrives with the server issue).
+    Heartbeat,
+}
+
+/// Messages to the store's control FSM.
+pub enum StoreMsg {
+    /// A raft message for a region this store has no peer of (yet).
+    RaftMessage(Box<RaftMessage>),
+    Tick(StoreTick),
+}
+
+impl fmt::Debug for StoreMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreMsg::RaftMessage(m) => write!(f, "RaftMessage(region {})", m.region_id),
+            StoreMsg::Tick(t) => write!(f, "Tick({t:?})"),
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `PeerFsm`: a region's peer as a batch-system FSM. A thin dispatcher: each message is one
+//! `match` arm that delegates to the peer's per-concern modules.
+
+use batch_system::{Fsm, Inbox};
+use engine_traits::{KvEngine, RaftEngine};
+
+use super::{Peer, Snap};
+use crate::msg::{PeerMsg, PeerTick};
+use crate::store::PollContext;
+use crate::transport::Transport;
+
+pub struct PeerFsm<EK: KvEngine, ER: RaftEngine> {
+    pub(crate) peer: Peer<EK, ER>,
+    inbox: Inbox<PeerMsg<Snap<EK>>>,
+    /// A ready was taken this round and waits for the round's raft write.
+    pub(crate) has_pending_ready: bool,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
+    pub fn new(peer: Peer<EK, ER>, inbox: Inbox<PeerMsg<Snap<EK>>>) -> Self {
+        PeerFsm { peer, inbox, has_pending_ready: false }
+    }
+
+    pub fn peer(&self) -> &Peer<EK, ER> {
+        &self.peer
+    }
+
+    /// Handles up to `max` messages, proposes the round's batched writes and takes the ready.
+    /// Returns how many messages are left in the inbox.
+    pub(crate) fn handle<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        max: usize,
+    ) -> usize {
+        for _ in 0..max {
+            if self.peer.is_stopped() {
+                break;
+            }
+            let Some(msg) = self.inbox.try_recv() else { break };
+            match msg {
+                PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx.store_id, *m),
+                PeerMsg::RaftCommand(cmd) => self.peer.on_command(ctx, cmd),
+                PeerMsg::Tick(PeerTick::Raft) => self.peer.tick(),
+                PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
+                PeerMsg::Wake => {}
+                PeerMsg::Destroy => self.peer.destroy(ctx),
+            }
+        }
+        if !self.peer.is_stopped() {
+            self.peer.propose_batch(ctx);
+            self.has_pending_ready = self.peer.handle_ready(ctx);
+        }
+        self.inbox.len()
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Fsm for PeerFsm<EK, ER> {
+    type Message = PeerMsg<Snap<EK>>;
+
+    fn is_stopped(&self) -> bool {
+        self.peer.is_stopped()
+    }
+}

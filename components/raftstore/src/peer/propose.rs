@@ -1,0 +1,323 @@
+//! Commands: the checks before proposing, batching of small writes, and proposing.
+//!
+//! Check order (each answers its own region error): store id (`StoreNotMatch`) → leader
+//! (`NotLeader` with the known leader) → epoch (`EpochNotMatch`) → keys in range
+//! (`KeyNotInRegion`) → entry size (`RaftEntryTooLarge`) → pending bound (`ServerIsBusy`).
+
+use std::time::Instant;
+
+use engine_traits::{KvEngine, RaftEngine};
+use prost::Message as _;
+use proto::raft_cmdpb::{
+    AdminCmdType, AdminResponse, CmdType, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader,
+    RegionDetailResponse, RegionLeaderResponse, StatusCmdType, StatusResponse,
+    TransferLeaderResponse,
+};
+use slog::{debug, info};
+use util::{LogIndex, Term};
+
+use super::{Peer, Snap};
+use crate::apply::Proposal;
+use crate::callback::Callback;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::msg::RaftCommand;
+use crate::store::PollContext;
+use crate::transport::Transport;
+use crate::util::{
+    check_key_in_region, check_range_in_region, check_region_epoch, find_peer_by_id, request_kind,
+    RequestKind,
+};
+
+/// Small writes collected during one round, proposed as one entry when the round's messages
+/// are handled (or earlier, when the next write would not fit).
+pub(super) struct WriteBatcher<S> {
+    request: Option<RaftCmdRequest>,
+    callbacks: Vec<(Callback<S>, usize)>,
+    size: usize,
+    /// Bytes above which a batch is closed (a fraction of the entry size limit, so merged
+    /// entries stay well under it).
+    size_max: usize,
+    /// Commands above which a batch is closed.
+    commands_max: usize,
+}
+
+impl<S> WriteBatcher<S> {
+    pub(super) fn new(cfg: &Config) -> Self {
+        WriteBatcher {
+            request: None,
+            callbacks: Vec::new(),
+            size: 0,
+            size_max: (cfg.raft_entry_max_size.0 as usize / 4).max(1),
+            commands_max: 256,
+        }
+    }
+
+    fn fits(&self, size: usize) -> bool {
+        self.request.is_none()
+            || (self.size + size <= self.size_max && self.callbacks.len() < self.commands_max)
+    }
+
+    fn push(&mut self, mut req: RaftCmdRequest, cb: Callback<S>, size: usize) {
+        let n = req.requests.len();
+        match &mut self.request {
+            None => self.request = Some(req),
+            Some(batch) => batch.requests.append(&mut req.requests),
+        }
+        self.callbacks.push((cb, n));
+        self.size += size;
+    }
+
+    pub(super) fn take(&mut self) -> Option<(RaftCmdRequest, Vec<(Callback<S>, usize)>)> {
+        self.size = 0;
+        self.request.take().map(|r| (r, std::mem::take(&mut self.callbacks)))
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Checks a command and proposes, serves or rejects it. The callback is always answered
+    /// (now, or when the command applies or is refused).
+    pub fn on_command<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        cmd: RaftCommand<Snap<EK>>,
+    ) {
+        let RaftCommand { request, callback, .. } = cmd;
+        if let Err(e) = self.pre_check(ctx, &request) {
+            callback.invoke_with_error(e.into_region_error());
+            return;
+        }
+        let kind = match request_kind(&request) {
+            Ok(kind) => kind,
+            Err(e) => return callback.invoke_with_error(e.into_region_error()),
+        };
+        match kind {
+            RequestKind::Status => callback.invoke(self.status(&request)),
+            RequestKind::Read => self.on_read(ctx, request, callback),
+            RequestKind::Write => {
+                if let Err(e) = self.propose_write(ctx, request, callback) {
+                    // `propose_write` answers the callback itself when it fails after taking it.
+                    debug!(self.logger, "write rejected"; "err" => %e);
+                }
+            }
+            RequestKind::Admin => self.on_admin(request, callback),
+        }
+    }
+
+    fn pre_check<T>(&self, ctx: &PollContext<EK, ER, T>, req: &RaftCmdRequest) -> Result<()> {
+        let header = req
+            .header
+            .as_ref()
+            .ok_or_else(|| Error::InvalidRequest("command without a header".into()))?;
+        if let Some(p) = &header.peer {
+            if p.store_id != ctx.store_id.get() {
+                return Err(Error::StoreNotMatch {
+                    request_store_id: p.store_id.into(),
+                    actual_store_id: ctx.store_id,
+                });
+            }
+        }
+        if req.status_request.is_some() {
+            return Ok(()); // status queries need no leader and no epoch
+        }
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        if header.term != 0 && header.term != self.term().get() && req.admin_request.is_none() {
+            // A command routed by a stale term still carries a valid epoch; the term is only
+            // a hint, as in TiKV.
+            debug!(self.logger, "command carries another term"; "term" => header.term);
+        }
+        check_region_epoch(req, self.region())
+    }
+
+    fn propose_write<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        req: RaftCmdRequest,
+        cb: Callback<Snap<EK>>,
+    ) -> Result<()> {
+        let checked = self.check_write(ctx, &req);
+        if let Err(e) = checked {
+            cb.invoke_with_error(e.clone().into_region_error());
+            return Err(e);
+        }
+        let size = req.encoded_len();
+        if !self.batcher.fits(size) {
+            self.propose_batch(ctx);
+        }
+        self.batcher.push(req, cb, size);
+        Ok(())
+    }
+
+    fn check_write<T>(&self, ctx: &PollContext<EK, ER, T>, req: &RaftCmdRequest) -> Result<()> {
+        let region = self.region();
+        for r in &req.requests {
+            match CmdType::try_from(r.cmd_type).unwrap_or(CmdType::Invalid) {
+                CmdType::Put => {
+                    let put = r.put.as_ref().ok_or_else(|| missing("put"))?;
+                    check_key_in_region(&put.key, region)?;
+                    crate::apply::data_cf(&put.cf)?;
+                }
+                CmdType::Delete => {
+                    let del = r.delete.as_ref().ok_or_else(|| missing("delete"))?;
+                    check_key_in_region(&del.key, region)?;
+                    crate::apply::data_cf(&del.cf)?;
+                }
+                CmdType::DeleteRange => {
+                    let dr = r.delete_range.as_ref().ok_or_else(|| missing("delete_range"))?;
+                    check_range_in_region(&dr.start_key, &dr.end_key, region)?;
+                    crate::apply::data_cf(&dr.cf)?;
+                }
+                other => {
+                    return Err(Error::InvalidRequest(format!("{other:?} in a write command")))
+                }
+            }
+        }
+        let size = req.encoded_len() as u64;
+        if size > ctx.cfg.raft_entry_max_size.0 {
+            return Err(Error::RaftEntryTooLarge { region_id: self.region_id, entry_size: size });
+        }
+        if self.proposals.len() >= ctx.cfg.max_pending_proposals {
+            return Err(Error::ServerIsBusy(format!(
+                "region {} has {} proposals in flight",
+                self.region_id,
+                self.proposals.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Proposes the writes batched this round as one entry. Called at the end of the peer's
+    /// turn in the round, before its ready is taken.
+    pub fn propose_batch<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
+        let Some((mut req, callbacks)) = self.batcher.take() else { return };
+        // Every command of the batch was checked against the current epoch; stamp it.
+        if let Some(h) = req.header.as_mut() {
+            h.region_epoch = self.region().region_epoch;
+        }
+        let proposed_at = Instant::now();
+        let last_index = self.raft_group.raft.raft_log.last_index();
+        let data = req.encode_to_vec();
+        let res = self.raft_group.propose(vec![], data);
+        let index = self.raft_group.raft.raft_log.last_index();
+        if res.is_err() || index == last_index {
+            // Raft refuses proposals while not leader or while transferring leadership.
+            ctx.stats.record_proposal_dropped();
+            let err = self.not_leader().into_region_error();
+            for (cb, _) in callbacks {
+                cb.invoke_with_error(err.clone());
+            }
+            return;
+        }
+        ctx.proposals_in_round += callbacks.len() as u64;
+        self.proposals.push_back(Proposal {
+            index: LogIndex(index),
+            term: self.term(),
+            callbacks,
+            proposed_at,
+        });
+    }
+
+    fn on_admin(&mut self, req: RaftCmdRequest, cb: Callback<Snap<EK>>) {
+        let admin = req.admin_request.as_ref().expect("classified as admin");
+        match AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin) {
+            AdminCmdType::TransferLeader => {
+                let target = admin.transfer_leader.as_ref().and_then(|t| t.peer.as_ref());
+                let Some(target) = target.and_then(|t| find_peer_by_id(self.region(), t.id.into()))
+                else {
+                    let e =
+                        Error::InvalidRequest("transfer target is not a peer of the region".into());
+                    return cb.invoke_with_error(e.into_region_error());
+                };
+                let target_id = target.id;
+                info!(self.logger, "transferring leadership"; "to" => target_id);
+                // Another peer may become leader before our lease would end.
+                self.lease.suspect(Instant::now());
+                self.raft_group.transfer_leader(target_id);
+                cb.invoke(RaftCmdResponse {
+                    header: Some(RaftResponseHeader {
+                        current_term: self.term().get(),
+                        ..Default::default()
+                    }),
+                    admin_response: Some(AdminResponse {
+                        cmd_type: AdminCmdType::TransferLeader as i32,
+                        transfer_leader: Some(TransferLeaderResponse {}),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+            other => {
+                // TODO(#5): split; membership and merge come with their issues.
+                let e =
+                    Error::InvalidRequest(format!("admin command {other:?} is not supported yet"));
+                cb.invoke_with_error(e.into_region_error());
+            }
+        }
+    }
+
+    fn status(&self, req: &RaftCmdRequest) -> RaftCmdResponse {
+        let status = req.status_request.as_ref().expect("classified as status");
+        let mut resp = StatusResponse { cmd_type: status.cmd_type, ..Default::default() };
+        match StatusCmdType::try_from(status.cmd_type).unwrap_or(StatusCmdType::InvalidStatus) {
+            StatusCmdType::RegionLeader => {
+                resp.region_leader = Some(RegionLeaderResponse { leader: self.leader() });
+            }
+            StatusCmdType::RegionDetail => {
+                resp.region_detail = Some(RegionDetailResponse {
+                    region: Some(self.region().clone()),
+                    leader: self.leader(),
+                });
+            }
+            StatusCmdType::InvalidStatus => {
+                let e = Error::InvalidRequest("invalid status command".into());
+                return crate::callback::error_response(e.into_region_error());
+            }
+        }
+        RaftCmdResponse {
+            header: Some(RaftResponseHeader {
+                current_term: self.term().get(),
+                ..Default::default()
+            }),
+            status_response: Some(resp),
+            ..Default::default()
+        }
+    }
+
+    /// Answers proposals that can no longer apply: every proposal queued before a committed
+    /// entry at a later index or with another term at its index. Returns the proposals that
+    /// match `entries` exactly, for the apply FSM.
+    pub(super) fn take_proposals_for(
+        &mut self,
+        entries: &[raft::eraftpb::Entry],
+    ) -> Vec<Proposal<Snap<EK>>> {
+        let mut matched = Vec::new();
+        for e in entries {
+            while let Some(p) = self.proposals.front() {
+                if p.index.get() > e.index {
+                    break;
+                }
+                let p = self.proposals.pop_front().expect("front exists");
+                if p.index.get() == e.index && p.term == Term(e.term) {
+                    if self.is_leader() && p.term == self.term() {
+                        // A quorum accepted it after `proposed_at`.
+                        self.lease.renew(p.proposed_at);
+                    }
+                    matched.push(p);
+                } else {
+                    debug!(self.logger, "stale proposal"; "index" => p.index, "term" => p.term);
+                    let err = Error::StaleCommand.into_region_error();
+                    for (cb, _) in p.callbacks {
+                        cb.invoke_with_error(err.clone());
+                    }
+                }
+            }
+        }
+        matched
+    }
+}
+
+fn missing(what: &str) -> Error {
+    Error::InvalidRequest(format!("request without its {what} body"))
+}

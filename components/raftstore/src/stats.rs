@@ -1,0 +1,107 @@
+//! Counters of one store, cheap to update from any poller (relaxed atomics). The server
+//! exports them as Prometheus metrics; tests and benchmarks read them directly.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Upper bounds of the proposals-per-fsync histogram buckets (the last bucket is open).
+pub const PROPOSALS_PER_FSYNC_BUCKETS: [u64; 10] = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+#[derive(Default, Debug)]
+struct Inner {
+    raft_fsyncs: AtomicU64,
+    proposals_synced: AtomicU64,
+    proposals_per_fsync: [AtomicU64; PROPOSALS_PER_FSYNC_BUCKETS.len() + 1],
+    apply_rounds: AtomicU64,
+    commands_answered: AtomicU64,
+    lease_reads: AtomicU64,
+    read_index_reads: AtomicU64,
+    proposals_dropped: AtomicU64,
+}
+
+/// A snapshot of [`StoreStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStatsSnapshot {
+    /// Raft engine writes with sync, one per poll round that had something to persist.
+    pub raft_fsyncs: u64,
+    /// Client commands proposed in those rounds (their sum).
+    pub proposals_synced: u64,
+    /// Histogram: `proposals_per_fsync[i]` counts fsyncs that carried at most
+    /// `PROPOSALS_PER_FSYNC_BUCKETS[i]` proposals (last: more than 256).
+    pub proposals_per_fsync: Vec<u64>,
+    pub apply_rounds: u64,
+    pub commands_answered: u64,
+    pub lease_reads: u64,
+    pub read_index_reads: u64,
+    /// Proposals raft refused (not leader any more, a leader transfer in progress).
+    pub proposals_dropped: u64,
+}
+
+#[derive(Clone, Default, Debug)]
+pub struct StoreStats {
+    inner: Arc<Inner>,
+}
+
+impl StoreStats {
+    pub fn record_fsync(&self, proposals: u64) {
+        let i = &self.inner;
+        i.raft_fsyncs.fetch_add(1, Ordering::Relaxed);
+        i.proposals_synced.fetch_add(proposals, Ordering::Relaxed);
+        let bucket = PROPOSALS_PER_FSYNC_BUCKETS
+            .iter()
+            .position(|&b| proposals <= b)
+            .unwrap_or(PROPOSALS_PER_FSYNC_BUCKETS.len());
+        i.proposals_per_fsync[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_apply_round(&self, answered: usize) {
+        self.inner.apply_rounds.fetch_add(1, Ordering::Relaxed);
+        self.inner.commands_answered.fetch_add(answered as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_lease_read(&self) {
+        self.inner.lease_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_read_index_read(&self) {
+        self.inner.read_index_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_proposal_dropped(&self) {
+        self.inner.proposals_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StoreStatsSnapshot {
+        let i = &self.inner;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StoreStatsSnapshot {
+            raft_fsyncs: load(&i.raft_fsyncs),
+            proposals_synced: load(&i.proposals_synced),
+            proposals_per_fsync: i.proposals_per_fsync.iter().map(load).collect(),
+            apply_rounds: load(&i.apply_rounds),
+            commands_answered: load(&i.commands_answered),
+            lease_reads: load(&i.lease_reads),
+            read_index_reads: load(&i.read_index_reads),
+            proposals_dropped: load(&i.proposals_dropped),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_histogram_buckets() {
+        let s = StoreStats::default();
+        s.record_fsync(0);
+        s.record_fsync(3);
+        s.record_fsync(1000);
+        let snap = s.snapshot();
+        assert_eq!(snap.raft_fsyncs, 3);
+        assert_eq!(snap.proposals_synced, 1003);
+        assert_eq!(snap.proposals_per_fsync[0], 1);
+        assert_eq!(snap.proposals_per_fsync[3], 1, "3 falls in the <=4 bucket");
+        assert_eq!(snap.proposals_per_fsync[10], 1, "over 256 is the open bucket");
+    }
+}

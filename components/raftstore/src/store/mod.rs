@@ -1,0 +1,40 @@
+//! The store: its control FSM, the raft poller, the router, start-up and bootstrap.
+
+mod bootstrap;
+mod fsm;
+mod meta;
+mod poller;
+mod router;
+mod system;
+
+use std::sync::Arc;
+
+use engine_traits::{KvEngine, RaftEngine};
+use parking_lot::Mutex;
+use util::StoreId;
+
+use crate::apply::ApplyRouter;
+use crate::config::Config;
+use crate::peer::storage::Engines;
+use crate::stats::StoreStats;
+
+pub use bootstrap::{bootstrap_region, bootstrap_store, load_store_ident, BootstrapError};
+pub use fsm::StoreFsm;
+pub use meta::StoreMeta;
+pub use router::{RaftRouter, SendError};
+pub use system::{create_store_system, StoreSystem};
+
+/// What the peers of one raft poller share during a round.
+pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
+    pub cfg: Arc<Config>,
+    pub store_id: StoreId,
+    pub engines: Engines<EK, ER>,
+    pub transport: T,
+    pub apply_router: ApplyRouter<EK>,
+    /// The round's one raft-engine batch.
+    pub raft_wb: ER::LogBatch,
+    /// Client commands proposed this round: they are made durable by this round's fsync.
+    pub proposals_in_round: u64,
+    pub stats: StoreStats,
+    pub store_meta: Arc<Mutex<StoreMeta>>,
+}

@@ -1,0 +1,240 @@
+//! `StoreSystem`: the two batch systems of a store (raft and apply), their start-up from the
+//! engines, the one tick timer, and shutdown.
+//!
+//! Start-up order: load every region in state `Normal` from the KV engine's `raft` CF, build
+//! its `PeerFsm` and `ApplyFsm`, register both, then start the apply pollers, the raft
+//! pollers and finally the ticker. Shutdown is the reverse: ticker, raft pollers (no new
+//! committed entries), apply pollers. Commands still queued are answered `RegionNotFound` as
+//! their FSMs drop.
+
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use batch_system::{BatchSystem, Router};
+use crossbeam_channel::{Receiver, Sender};
+use engine_traits::{EngineIterator, IterOptions, KvEngine, RaftEngine, CF_RAFT};
+use parking_lot::Mutex;
+use prost::Message as _;
+use proto::raft_serverpb::{PeerState, RegionLocalState};
+use slog::{info, o, Logger};
+use util::{RegionId, StoreId, Term};
+
+use super::fsm::StoreFsm;
+use super::meta::StoreMeta;
+use super::poller::RaftPollerBuilder;
+use super::router::RaftRouter;
+use super::PollContext;
+use crate::apply::{ApplyControlFsm, ApplyFsm, ApplyPollerBuilder};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::msg::StoreTick;
+use crate::peer::fsm::PeerFsm;
+use crate::peer::storage::{Engines, PeerStorage};
+use crate::peer::Peer;
+use crate::stats::StoreStats;
+use crate::transport::Transport;
+use crate::util::find_peer;
+
+/// Store ticks are sent every this many raft base ticks.
+const STORE_TICK_EVERY_BASE_TICKS: u32 = 10;
+
+pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
+    router: RaftRouter<EK, ER>,
+    raft_system: BatchSystem<PeerFsm<EK, ER>, StoreFsm>,
+    apply_router: Router<ApplyFsm<EK>, ApplyControlFsm>,
+    apply_system: BatchSystem<ApplyFsm<EK>, ApplyControlFsm>,
+    stats: StoreStats,
+    ticker: Option<(Sender<()>, JoinHandle<()>)>,
+    logger: Logger,
+}
+
+/// Creates a store's systems; nothing runs until [`StoreSystem::start`]. The router can be
+/// handed out at once (messages sent before start wait in mailboxes or are refused
+/// `RegionNotFound` for regions not loaded yet).
+pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
+    cfg: &Config,
+    logger: &Logger,
+) -> Result<(RaftRouter<EK, ER>, StoreSystem<EK, ER>)> {
+    let batch_err = |e: batch_system::Error| Error::InvalidRequest(format!("batch system: {e}"));
+    let (control_tx, control_rx) = batch_system::inbox(cfg.notify_capacity);
+    let store_fsm = Box::new(StoreFsm::new(control_rx, logger.new(o!("fsm" => "store"))));
+    let (router, raft_system) = batch_system::create_system(
+        &cfg.store_batch_system(),
+        logger.new(o!("system" => "raft")),
+        control_tx,
+        store_fsm,
+    )
+    .map_err(batch_err)?;
+    let (apply_tx, apply_rx) = batch_system::inbox(cfg.notify_capacity);
+    let (apply_router, apply_system) = batch_system::create_system(
+        &cfg.apply_batch_system(),
+        logger.new(o!("system" => "apply")),
+        apply_tx,
+        Box::new(ApplyControlFsm::new(apply_rx)),
+    )
+    .map_err(batch_err)?;
+    let router = RaftRouter::new(router);
+    let system = StoreSystem {
+        router: router.clone(),
+        raft_system,
+        apply_router,
+        apply_system,
+        stats: StoreStats::default(),
+        ticker: None,
+        logger: logger.clone(),
+    };
+    Ok((router, system))
+}
+
+impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    /// Loads the store's regions and starts the pollers and the ticker. `store_meta` is filled
+    /// with the loaded regions.
+    ///
+    /// # Panics
+    /// If called twice.
+    pub fn start<T: Transport>(
+        &mut self,
+        store_id: StoreId,
+        cfg: Arc<Config>,
+        engines: Engines<EK, ER>,
+        transport: T,
+        store_meta: Arc<Mutex<StoreMeta>>,
+    ) -> Result<()> {
+        assert!(self.ticker.is_none(), "store system started twice");
+        let regions = load_regions(&engines.kv, &self.logger)?;
+        let mut peers = Vec::with_capacity(regions.len());
+        let mut applies = Vec::with_capacity(regions.len());
+        for state in regions {
+            let region = state.region.expect("checked by load_regions");
+            let region_id = RegionId(region.id);
+            let Some(meta) = find_peer(&region, store_id).cloned() else {
+                return Err(Error::Engine(engine_traits::Error::Corrupted {
+                    what: format!(
+                        "region {region_id} is stored but has no peer on store {store_id}"
+                    ),
+                }));
+            };
+            let logger = self.logger.new(o!("region_id" => region.id, "peer_id" => meta.id));
+            let storage = PeerStorage::load(engines.clone(), region.clone(), logger.clone())?;
+            let apply_state = storage.apply_state().clone();
+            let applied_term = Term(apply_state.commit_term);
+            let peer = Peer::new(&cfg, meta, storage, logger.clone())?;
+            let (tx, rx) = self.router.inner().create_inbox();
+            peers.push((region.id, tx, Box::new(PeerFsm::new(peer, rx))));
+            let (tx, rx) = self.apply_router.create_inbox();
+            let apply = ApplyFsm::new(region.clone(), apply_state, applied_term, rx, logger);
+            applies.push((region.id, tx, Box::new(apply)));
+            store_meta.lock().set_region(region);
+        }
+        info!(self.logger, "loaded regions"; "count" => peers.len(), "store_id" => store_id);
+        self.apply_router.register_all(applies);
+        self.router.inner().register_all(peers);
+
+        let batch_err =
+            |e: batch_system::Error| Error::InvalidRequest(format!("batch system: {e}"));
+        let apply_builder = ApplyPollerBuilder::new(
+            engines.kv.clone(),
+            self.router.clone(),
+            cfg.messages_per_tick,
+            self.stats.clone(),
+            self.logger.new(o!("system" => "apply")),
+        );
+        self.apply_system.spawn("apply", apply_builder).map_err(batch_err)?;
+        let raft_builder = RaftPollerBuilder {
+            ctx_template: PollContext {
+                cfg: cfg.clone(),
+                store_id,
+                raft_wb: engines.raft.log_batch(0),
+                engines,
+                transport,
+                apply_router: self.apply_router.clone(),
+                proposals_in_round: 0,
+                stats: self.stats.clone(),
+                store_meta,
+            },
+            logger: self.logger.new(o!("system" => "raft")),
+        };
+        self.raft_system.spawn("raftstore", raft_builder).map_err(batch_err)?;
+        self.ticker = Some(spawn_ticker(self.router.clone(), &cfg)?);
+        Ok(())
+    }
+
+    /// Stops everything (see the module doc for the order). Idempotent.
+    pub fn shutdown(&mut self) {
+        if let Some((stop, handle)) = self.ticker.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        if let Err(e) = self.raft_system.shutdown() {
+            slog::error!(self.logger, "raft poller panicked"; "err" => %e);
+        }
+        if let Err(e) = self.apply_system.shutdown() {
+            slog::error!(self.logger, "apply poller panicked"; "err" => %e);
+        }
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Drop for StoreSystem<EK, ER> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One thread drives all peers' raft clocks: a tick message per peer per base tick.
+fn spawn_ticker<EK: KvEngine, ER: RaftEngine>(
+    router: RaftRouter<EK, ER>,
+    cfg: &Config,
+) -> Result<(Sender<()>, JoinHandle<()>)> {
+    let (stop_tx, stop_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(0);
+    let interval = cfg.raft_base_tick_interval.as_duration();
+    let handle = thread::Builder::new()
+        .name("raft-ticker".into())
+        .spawn(move || {
+            let mut n: u32 = 0;
+            // Disconnection (the sender dropped) is the stop signal.
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                stop_rx.recv_timeout(interval)
+            {
+                router.broadcast_tick();
+                n = n.wrapping_add(1);
+                if n % STORE_TICK_EVERY_BASE_TICKS == 0 {
+                    router.store_tick(StoreTick::Heartbeat);
+                }
+            }
+        })
+        .map_err(|e| Error::InvalidRequest(format!("cannot start the ticker: {e}")))?;
+    Ok((stop_tx, handle))
+}
+
+/// Every region of this store in state `Normal`, in region id order.
+fn load_regions<EK: KvEngine>(kv: &EK, logger: &Logger) -> Result<Vec<RegionLocalState>> {
+    let lower = vec![keys::LOCAL_PREFIX, keys::REGION_META_PREFIX];
+    let upper = vec![keys::LOCAL_PREFIX, keys::REGION_META_PREFIX + 1];
+    let mut it = kv.iterator_opt(CF_RAFT, IterOptions::new(Some(lower), Some(upper)));
+    let mut out = Vec::new();
+    let mut valid = it.seek_to_first()?;
+    while valid {
+        if let Ok(region_id) = keys::decode_region_state_key(it.key()) {
+            let state = RegionLocalState::decode(it.value()).map_err(|e| {
+                Error::Engine(engine_traits::Error::Codec {
+                    what: "RegionLocalState",
+                    key: it.key().to_vec(),
+                    message: e.to_string(),
+                })
+            })?;
+            match PeerState::try_from(state.state) {
+                Ok(PeerState::Normal) if state.region.is_some() => out.push(state),
+                Ok(PeerState::Tombstone) => {}
+                other => {
+                    slog::warn!(logger, "skipping region in unexpected state"; "region_id" => region_id, "state" => ?other);
+                }
+            }
+        }
+        valid = it.next()?;
+    }
+    Ok(out)
+}

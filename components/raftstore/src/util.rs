@@ -1,0 +1,167 @@
+//! Small pure helpers about regions, epochs and keys. No IO, no state.
+
+use proto::metapb;
+use proto::raft_cmdpb::{CmdType, RaftCmdRequest};
+use raft::eraftpb::ConfState;
+use util::{PeerId, StoreId};
+
+use crate::error::{Error, Result};
+
+/// `KeyNotInRegion` unless `start_key <= key < end_key` (an empty end key is +inf).
+pub fn check_key_in_region(key: &[u8], region: &metapb::Region) -> Result<()> {
+    if key_in_region(key, region) {
+        Ok(())
+    } else {
+        Err(Error::KeyNotInRegion { key: key.to_vec(), region: Box::new(region.clone()) })
+    }
+}
+
+pub fn key_in_region(key: &[u8], region: &metapb::Region) -> bool {
+    key >= region.start_key.as_slice()
+        && (region.end_key.is_empty() || key < region.end_key.as_slice())
+}
+
+/// `KeyNotInRegion` unless `[start, end)` lies inside the region (an empty `end` is +inf and
+/// only fits a region that also ends at +inf).
+pub fn check_range_in_region(start: &[u8], end: &[u8], region: &metapb::Region) -> Result<()> {
+    check_key_in_region(start, region)?;
+    let end_ok = if region.end_key.is_empty() {
+        true
+    } else {
+        !end.is_empty() && end <= region.end_key.as_slice()
+    };
+    if end_ok && (end.is_empty() || start <= end) {
+        Ok(())
+    } else {
+        Err(Error::KeyNotInRegion { key: end.to_vec(), region: Box::new(region.clone()) })
+    }
+}
+
+pub fn epoch(region: &metapb::Region) -> metapb::RegionEpoch {
+    region.region_epoch.unwrap_or_default()
+}
+
+/// Checks the epoch a command carries against the region's. Data commands (reads and writes)
+/// depend on the key range, so a different `version` rejects them; admin commands will add
+/// `conf_ver` checks per command type (see the split and membership issues).
+///
+/// A command without an epoch is rejected: a client that does not say which region layout it
+/// routed by cannot be protected from a split.
+pub fn check_region_epoch(req: &RaftCmdRequest, region: &metapb::Region) -> Result<()> {
+    let (check_ver, check_conf_ver) =
+        if req.admin_request.is_some() { (true, true) } else { (true, false) };
+    let Some(from) = req.header.as_ref().and_then(|h| h.region_epoch) else {
+        return Err(Error::EpochNotMatch {
+            message: format!("missing epoch for region {}", region.id),
+            current_regions: vec![region.clone()],
+        });
+    };
+    let current = epoch(region);
+    if (check_ver && from.version != current.version)
+        || (check_conf_ver && from.conf_ver != current.conf_ver)
+    {
+        return Err(Error::EpochNotMatch {
+            message: format!("region {} epoch is {:?}, request has {:?}", region.id, current, from),
+            current_regions: vec![region.clone()],
+        });
+    }
+    Ok(())
+}
+
+/// The peer of `region` that lives on `store_id`.
+pub fn find_peer(region: &metapb::Region, store_id: StoreId) -> Option<&metapb::Peer> {
+    region.peers.iter().find(|p| p.store_id == store_id.get())
+}
+
+pub fn find_peer_by_id(region: &metapb::Region, peer_id: PeerId) -> Option<&metapb::Peer> {
+    region.peers.iter().find(|p| p.id == peer_id.get())
+}
+
+/// The raft configuration described by a region's peers (all voters until learners arrive
+/// with the membership issue).
+pub fn conf_state_from_region(region: &metapb::Region) -> ConfState {
+    let mut cs = ConfState::default();
+    for p in &region.peers {
+        if p.role == metapb::PeerRole::Learner as i32 {
+            cs.mut_learners().push(p.id);
+        } else {
+            cs.mut_voters().push(p.id);
+        }
+    }
+    cs
+}
+
+/// How a command is processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Get/Snap: served from a snapshot after a lease or ReadIndex check.
+    Read,
+    /// Put/Delete/DeleteRange: goes through the log.
+    Write,
+    /// An admin command.
+    Admin,
+    /// A status query, answered by the peer without raft.
+    Status,
+}
+
+/// Classifies a command; mixed reads and writes, or an empty command, are invalid.
+pub fn request_kind(req: &RaftCmdRequest) -> Result<RequestKind> {
+    if req.admin_request.is_some() {
+        if !req.requests.is_empty() {
+            return Err(Error::InvalidRequest("admin command mixed with data requests".into()));
+        }
+        return Ok(RequestKind::Admin);
+    }
+    if req.status_request.is_some() {
+        return Ok(RequestKind::Status);
+    }
+    let (mut reads, mut writes) = (0, 0);
+    for r in &req.requests {
+        match CmdType::try_from(r.cmd_type) {
+            Ok(CmdType::Get | CmdType::Snap | CmdType::ReadIndex) => reads += 1,
+            Ok(CmdType::Put | CmdType::Delete | CmdType::DeleteRange) => writes += 1,
+            Ok(t @ (CmdType::Invalid | CmdType::Prewrite | CmdType::IngestSst)) => {
+                return Err(Error::InvalidRequest(format!("unsupported command {t:?}")))
+            }
+            Err(_) => return Err(Error::InvalidRequest(format!("unknown command {}", r.cmd_type))),
+        }
+    }
+    match (reads, writes) {
+        (0, 0) => Err(Error::InvalidRequest("empty command".into())),
+        (_, 0) => Ok(RequestKind::Read),
+        (0, _) => Ok(RequestKind::Write),
+        _ => Err(Error::InvalidRequest("reads and writes mixed in one command".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(start: &[u8], end: &[u8]) -> metapb::Region {
+        metapb::Region {
+            id: 1,
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_ranges() {
+        let r = region(b"b", b"d");
+        assert!(check_key_in_region(b"b", &r).is_ok());
+        assert!(check_key_in_region(b"c", &r).is_ok());
+        assert!(check_key_in_region(b"d", &r).is_err());
+        assert!(check_key_in_region(b"a", &r).is_err());
+        let inf = region(b"", b"");
+        assert!(check_key_in_region(b"", &inf).is_ok());
+        assert!(check_key_in_region(b"\xff\xff", &inf).is_ok());
+        assert!(check_range_in_region(b"b", b"d", &r).is_ok());
+        assert!(check_range_in_region(b"b", b"", &r).is_err(), "+inf end leaves the region");
+        assert!(check_range_in_region(b"c", b"e", &r).is_err());
+        assert!(check_range_in_region(b"c", b"b", &r).is_err(), "reversed range");
+        assert!(check_range_in_region(b"x", b"", &inf).is_ok());
+    }
+}
