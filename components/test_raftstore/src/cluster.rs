@@ -1,0 +1,414 @@
+//! `Cluster`: N stores in one process over the in-memory transport.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine_rocks::{
+    open_kv_engine, open_raft_engine, RocksDbConfig, RocksEngine, RocksRaftEngine, RocksSnapshot,
+};
+use engine_traits::{Peekable, CF_DEFAULT};
+use parking_lot::Mutex;
+use proto::errorpb;
+use proto::metapb;
+use proto::raft_cmdpb::{RaftCmdRequest, Request};
+use raftstore::{
+    bootstrap_region, bootstrap_store, create_store_system, Callback, CmdResponse, Config,
+    StoreMeta, StoreStatsSnapshot, StoreSystem,
+};
+use slog::Logger;
+use tempfile::TempDir;
+use util::config::ReadableSize;
+use util::{ClusterId, StoreId};
+
+use crate::transport::{Hub, Router, SimTransport};
+use crate::util::*;
+
+pub type Engines = raftstore::Engines<RocksEngine, RocksRaftEngine>;
+
+/// Default deadline of the `must_*` helpers: generous, because a loaded CI machine is slow.
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+struct Node {
+    system: StoreSystem<RocksEngine, RocksRaftEngine>,
+    router: Router,
+    engines: Engines,
+    meta: Arc<Mutex<StoreMeta>>,
+}
+
+/// The outcome of a read through the raftstore.
+pub type ReadResult = Result<Option<Vec<u8>>, errorpb::Error>;
+
+pub struct Cluster {
+    pub cfg: Arc<Config>,
+    pub hub: Arc<Hub>,
+    store_ids: Vec<u64>,
+    dirs: HashMap<u64, TempDir>,
+    nodes: BTreeMap<u64, Node>,
+    /// The regions as bootstrapped (there is no split yet, so they do not change).
+    regions: Vec<metapb::Region>,
+    leader_hints: Mutex<HashMap<u64, metapb::Peer>>,
+    logger: Logger,
+}
+
+/// Peer ids are `region_id * 1000 + store_id`: unique, and readable in logs.
+pub fn peer_id(region_id: u64, store_id: u64) -> u64 {
+    region_id * 1000 + store_id
+}
+
+impl Cluster {
+    /// `stores` stores (ids 1..=stores), and regions cut at `split_keys` (sorted), ids 1..,
+    /// each with a peer on every store. Nothing runs until [`Cluster::start`].
+    pub fn new(stores: u64, split_keys: &[&[u8]], cfg: Config) -> Cluster {
+        cfg.validate().expect("test config is valid");
+        let store_ids: Vec<u64> = (1..=stores).collect();
+        let mut bounds: Vec<Vec<u8>> = vec![vec![]];
+        bounds.extend(split_keys.iter().map(|k| k.to_vec()));
+        bounds.push(vec![]);
+        let regions: Vec<metapb::Region> = bounds
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| {
+                let id = i as u64 + 1;
+                metapb::Region {
+                    id,
+                    start_key: w[0].clone(),
+                    end_key: w[1].clone(),
+                    region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
+                    peers: store_ids
+                        .iter()
+                        .map(|&s| metapb::Peer {
+                            id: peer_id(id, s),
+                            store_id: s,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let logger = test_logger();
+        let mut dirs = HashMap::new();
+        for &s in &store_ids {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("store-{s}-"))
+                .tempdir()
+                .expect("temp dir");
+            let engines = open_engines(&dir, &logger);
+            bootstrap_store(&engines, ClusterId(1), StoreId(s)).expect("bootstrap store");
+            for r in &regions {
+                bootstrap_region(&engines, StoreId(s), r).expect("bootstrap region");
+            }
+            dirs.insert(s, dir);
+        }
+        Cluster {
+            cfg: Arc::new(cfg),
+            hub: Arc::new(Hub::default()),
+            store_ids,
+            dirs,
+            nodes: BTreeMap::new(),
+            regions,
+            leader_hints: Mutex::new(HashMap::new()),
+            logger,
+        }
+    }
+
+    pub fn start(&mut self) {
+        for s in self.store_ids.clone() {
+            self.start_store(s);
+        }
+    }
+
+    pub fn store_ids(&self) -> &[u64] {
+        &self.store_ids
+    }
+
+    pub fn regions(&self) -> &[metapb::Region] {
+        &self.regions
+    }
+
+    /// Starts (or restarts) a store from its data directory.
+    pub fn start_store(&mut self, store_id: u64) {
+        assert!(!self.nodes.contains_key(&store_id), "store {store_id} is running");
+        let engines = open_engines(&self.dirs[&store_id], &self.logger);
+        let logger = self.logger.new(slog::o!("store_id" => store_id));
+        let (router, mut system) = create_store_system(&self.cfg, &logger).expect("store system");
+        let meta = Arc::new(Mutex::new(StoreMeta::new(StoreId(store_id))));
+        self.hub.register(store_id, router.clone());
+        let transport = SimTransport::new(StoreId(store_id), self.hub.clone());
+        system
+            .start(StoreId(store_id), self.cfg.clone(), engines.clone(), transport, meta.clone())
+            .expect("store starts");
+        self.nodes.insert(store_id, Node { system, router, engines, meta });
+    }
+
+    /// Stops a store: its pollers stop between rounds, as after a crash at a round boundary
+    /// (every round's raft write is synced; nothing else is flushed on shutdown).
+    pub fn stop_store(&mut self, store_id: u64) {
+        self.hub.unregister(store_id);
+        let mut node = self.nodes.remove(&store_id).expect("store is running");
+        node.system.shutdown();
+        drop(node);
+        self.leader_hints.lock().retain(|_, p| p.store_id != store_id);
+    }
+
+    pub fn shutdown(&mut self) {
+        for s in self.nodes.keys().copied().collect::<Vec<_>>() {
+            self.stop_store(s);
+        }
+    }
+
+    pub fn is_running(&self, store_id: u64) -> bool {
+        self.nodes.contains_key(&store_id)
+    }
+
+    pub fn engines(&self, store_id: u64) -> &Engines {
+        &self.nodes[&store_id].engines
+    }
+
+    pub fn router(&self, store_id: u64) -> &Router {
+        &self.nodes[&store_id].router
+    }
+
+    pub fn store_meta(&self, store_id: u64) -> Arc<Mutex<StoreMeta>> {
+        self.nodes[&store_id].meta.clone()
+    }
+
+    pub fn stats(&self, store_id: u64) -> StoreStatsSnapshot {
+        self.nodes[&store_id].system.stats().snapshot()
+    }
+
+    pub fn region_for_key(&self, key: &[u8]) -> metapb::Region {
+        self.regions
+            .iter()
+            .find(|r| raftstore::util::key_in_region(key, r))
+            .cloned()
+            .expect("regions cover the key space")
+    }
+
+    pub fn region(&self, region_id: u64) -> metapb::Region {
+        self.regions.iter().find(|r| r.id == region_id).cloned().expect("known region")
+    }
+
+    // ---- commands ----
+
+    /// Sends `req` to `store_id` and waits for the answer.
+    pub fn call_command_on(
+        &self,
+        store_id: u64,
+        req: RaftCmdRequest,
+        timeout: Duration,
+    ) -> Result<CmdResponse<RocksSnapshot>, String> {
+        let node =
+            self.nodes.get(&store_id).ok_or_else(|| format!("store {store_id} is stopped"))?;
+        let region_id = req.header.as_ref().map_or(0, |h| h.region_id);
+        let (tx, rx) = mpsc::channel();
+        node.router.send_command(
+            req,
+            Callback::new(region_id.into(), move |resp| {
+                let _ = tx.send(resp);
+            }),
+        );
+        rx.recv_timeout(timeout)
+            .map_err(|_| format!("no answer from store {store_id} in {timeout:?}"))
+    }
+
+    /// Which peer the region's peers agree is leader: a peer that says it leads itself.
+    pub fn leader_of(&self, region_id: u64) -> Option<metapb::Peer> {
+        for (&s, _) in &self.nodes {
+            let Ok(resp) =
+                self.call_command_on(s, region_leader_cmd(region_id), Duration::from_secs(5))
+            else {
+                continue;
+            };
+            let leader =
+                resp.response.status_response.and_then(|s| s.region_leader).and_then(|l| l.leader);
+            if let Some(l) = leader {
+                if l.store_id == s {
+                    return Some(l);
+                }
+            }
+        }
+        None
+    }
+
+    pub fn wait_leader(&self, region_id: u64) -> metapb::Peer {
+        let leader = wait_for(&format!("a leader of region {region_id}"), TIMEOUT, || {
+            self.leader_of(region_id)
+        });
+        self.leader_hints.lock().insert(region_id, leader.clone());
+        leader
+    }
+
+    /// Runs `requests` on the region's leader, following `NotLeader` hints and waiting out
+    /// elections, until it succeeds, fails with another error, or `timeout` passes.
+    pub fn request(
+        &self,
+        region_id: u64,
+        requests: Vec<Request>,
+        timeout: Duration,
+    ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
+        let region = self.region(region_id);
+        let deadline = Instant::now() + timeout;
+        let mut last_err = None;
+        while Instant::now() < deadline {
+            let hint = self.leader_hints.lock().get(&region_id).cloned();
+            let leader = match hint.or_else(|| self.leader_of(region_id)) {
+                Some(l) if self.is_running(l.store_id) => l,
+                _ => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            let req = cmd(header(&region, &leader), requests.clone());
+            let left = deadline.saturating_duration_since(Instant::now());
+            let resp = match self.call_command_on(leader.store_id, req, left) {
+                Ok(resp) => resp,
+                Err(_) => break,
+            };
+            match resp.error().cloned() {
+                None => {
+                    self.leader_hints.lock().insert(region_id, leader);
+                    return Ok(resp);
+                }
+                Some(e)
+                    if e.not_leader.is_some()
+                        || e.region_not_found.is_some()
+                        || e.stale_command.is_some() =>
+                {
+                    let next = e.not_leader.as_ref().and_then(|n| n.leader.clone());
+                    match next {
+                        Some(l) if l.id != leader.id => {
+                            self.leader_hints.lock().insert(region_id, l);
+                        }
+                        _ => {
+                            self.leader_hints.lock().remove(&region_id);
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                    last_err = Some(e);
+                }
+                Some(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| errorpb::Error {
+            message: format!("region {region_id}: no answer within {timeout:?}"),
+            ..Default::default()
+        }))
+    }
+
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), errorpb::Error> {
+        let region = self.region_for_key(key);
+        self.request(region.id, vec![put_req(key, value)], TIMEOUT).map(|_| ())
+    }
+
+    pub fn must_put(&self, key: &[u8], value: &[u8]) {
+        if let Err(e) = self.put(key, value) {
+            panic!("put {key:?} failed: {e:?}");
+        }
+    }
+
+    pub fn must_delete(&self, key: &[u8]) {
+        let region = self.region_for_key(key);
+        self.request(region.id, vec![delete_req(key)], TIMEOUT).expect("delete");
+    }
+
+    /// Deletes `[start, end)`, which MUST lie in one region.
+    pub fn must_delete_range(&self, start: &[u8], end: &[u8]) {
+        let region = self.region_for_key(start);
+        self.request(region.id, vec![delete_range_req(start, end)], TIMEOUT).expect("delete range");
+    }
+
+    /// A linearizable read through the leader.
+    pub fn get(&self, key: &[u8]) -> ReadResult {
+        let region = self.region_for_key(key);
+        let resp = self.request(region.id, vec![snap_req()], TIMEOUT)?;
+        let snap = resp.snapshot.expect("a read answers with a snapshot");
+        Ok(snap.get_value_cf(CF_DEFAULT, key).expect("snapshot read"))
+    }
+
+    pub fn must_get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.get(key).unwrap_or_else(|e| panic!("get {key:?} failed: {e:?}"))
+    }
+
+    pub fn must_get_equal(&self, key: &[u8], value: &[u8]) {
+        assert_eq!(self.must_get(key).as_deref(), Some(value), "key {key:?}");
+    }
+
+    pub fn must_get_none(&self, key: &[u8]) {
+        assert_eq!(self.must_get(key), None, "key {key:?}");
+    }
+
+    /// Reads `key` straight from a store's KV engine (what that store has applied).
+    pub fn get_from_engine(&self, store_id: u64, key: &[u8]) -> Option<Vec<u8>> {
+        self.engines(store_id)
+            .kv
+            .get_value_cf(CF_DEFAULT, &keys::data_key(key))
+            .expect("engine read")
+    }
+
+    /// Waits until store `store_id` has applied `key = value` (`None`: deleted).
+    pub fn must_applied_on(&self, store_id: u64, key: &[u8], value: Option<&[u8]>) {
+        wait_for(&format!("store {store_id} to apply {key:?}"), TIMEOUT, || {
+            (self.get_from_engine(store_id, key).as_deref() == value).then_some(())
+        });
+    }
+
+    pub fn must_transfer_leader(&self, region_id: u64, to: &metapb::Peer) {
+        let region = self.region(region_id);
+        wait_for(&format!("peer {} to lead region {region_id}", to.id), TIMEOUT, || {
+            let leader = self.leader_of(region_id)?;
+            if leader.id == to.id {
+                return Some(());
+            }
+            let req = transfer_leader_cmd(header(&region, &leader), to);
+            let _ = self.call_command_on(leader.store_id, req, Duration::from_secs(1));
+            // Give the transfer a few election rounds before asking again.
+            let deadline = Instant::now() + self.cfg.election_timeout() * 2;
+            while Instant::now() < deadline {
+                if self.leader_of(region_id).is_some_and(|l| l.id == to.id) {
+                    return Some(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            None
+        });
+        self.leader_hints.lock().insert(region_id, to.clone());
+    }
+
+    pub fn peer_on(&self, region_id: u64, store_id: u64) -> metapb::Peer {
+        self.region(region_id).peers.into_iter().find(|p| p.store_id == store_id).expect("peer")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn open_engines(dir: &TempDir, logger: &Logger) -> Engines {
+    let cfg = RocksDbConfig {
+        block_cache_size: ReadableSize::mib(8),
+        write_buffer_size: ReadableSize::mib(4),
+        ..RocksDbConfig::default()
+    };
+    let kv = open_kv_engine(dir.path().join("db"), &cfg, logger).expect("open kv engine");
+    let raft = open_raft_engine(dir.path().join("raft"), &cfg, logger).expect("open raft engine");
+    raftstore::Engines::new(kv, raft)
+}
+
+/// Logs to stderr at warning level (set `REGIONSTORE_TEST_LOG=debug` for more); the test
+/// harness captures it per test.
+fn test_logger() -> Logger {
+    use slog::Drain;
+    let level = match std::env::var("REGIONSTORE_TEST_LOG").as_deref() {
+        Ok("debug") => slog::Level::Debug,
+        Ok("info") => slog::Level::Info,
+        _ => slog::Level::Warning,
+    };
+    let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
+    let drain = slog_term::FullFormat::new(decorator).build().filter_level(level).fuse();
+    Logger::root(std::sync::Mutex::new(drain).fuse(), slog::o!())
+}

@@ -1,0 +1,18 @@
+//! Test support for the raftstore: N stores in one process, each with its own RocksDB
+//! directories, connected by an in-memory transport with filters.
+//!
+//! The stores run the same code as the server (`raftstore::StoreSystem` over real RocksDB
+//! engines); only the transport differs. Helpers wait for conditions with deadlines, never
+//! with fixed sleeps.
+
+mod cluster;
+mod filter;
+mod transport;
+pub mod util;
+
+pub use cluster::{Cluster, Engines, ReadResult};
+pub use filter::{
+    DelayFilter, DropPacketFilter, Filter, IsolateStore, MessageTypeFilter, PartitionFilter,
+    RegionFilter, Verdict,
+};
+pub use transport::{Hub, SimTransport};

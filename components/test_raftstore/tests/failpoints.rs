@@ -1,0 +1,78 @@
+//! Crash windows driven by failpoints. The failpoint makes the apply poller behave as if the
+//! process died at that point (the round's batch and answers are lost, the region's apply
+//! stops); the test then stops the store and restarts it from disk.
+//!
+//! Failpoints are process-global, so these tests serialize through `FailScenario`.
+
+use std::time::Duration;
+
+use engine_traits::{Peekable, RaftEngine, CF_RAFT};
+use proto::raft_serverpb::RaftApplyState;
+use raftstore::Config;
+use test_raftstore::util::{cmd, header, put_req};
+use test_raftstore::Cluster;
+use util::RegionId;
+
+fn put_expect_no_ack(cluster: &Cluster, key: &[u8], value: &[u8]) {
+    let leader = cluster.wait_leader(1);
+    let region = cluster.region(1);
+    let req = cmd(header(&region, &leader), vec![put_req(key, value)]);
+    let resp =
+        cluster.call_command_on(leader.store_id, req, Duration::from_secs(10)).expect("answered");
+    assert!(resp.error().is_some(), "the crashed store acknowledged the write");
+}
+
+fn applied_index(cluster: &Cluster, store: u64) -> u64 {
+    let state: RaftApplyState = cluster
+        .engines(store)
+        .kv
+        .get_msg_cf(CF_RAFT, &keys::apply_state_key(RegionId(1)))
+        .unwrap()
+        .unwrap();
+    state.applied_index
+}
+
+fn crash_and_recover(failpoint: &str, stores: u64) {
+    let scenario = fail::FailScenario::setup();
+    let mut cluster = Cluster::new(stores, &[], Config::for_tests());
+    cluster.start();
+    cluster.must_put(b"before", b"1");
+    let leader = cluster.wait_leader(1);
+    for s in 1..=stores {
+        cluster.must_applied_on(s, b"before", Some(b"1"));
+    }
+
+    fail::cfg(failpoint, "return").unwrap();
+    put_expect_no_ack(&cluster, b"k", b"v");
+    // The entry is durable in the leader's log even though nothing acknowledged it.
+    let last = cluster.engines(leader.store_id).raft.last_index(RegionId(1)).unwrap().unwrap();
+    fail::remove(failpoint);
+
+    cluster.shutdown();
+    for s in 1..=stores {
+        cluster.start_store(s);
+    }
+    // Recovery replays the committed entry exactly once and the data is there.
+    cluster.must_get_equal(b"k", b"v");
+    cluster.must_get_equal(b"before", b"1");
+    for s in 1..=stores {
+        cluster.must_applied_on(s, b"k", Some(b"v"));
+        assert!(applied_index(&cluster, s) >= last.get(), "store {s} did not apply the log");
+    }
+    cluster.must_put(b"after", b"2");
+    cluster.must_get_equal(b"after", b"2");
+    drop(cluster);
+    scenario.teardown();
+}
+
+#[test]
+fn crash_after_persisting_the_log_before_applying() {
+    crash_and_recover("raftstore::apply::before_write", 1);
+    crash_and_recover("raftstore::apply::before_write", 3);
+}
+
+#[test]
+fn crash_after_applying_before_answering() {
+    crash_and_recover("raftstore::apply::after_write", 1);
+    crash_and_recover("raftstore::apply::after_write", 3);
+}
