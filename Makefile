@@ -38,7 +38,7 @@ run: build-release ## Build release binaries and show what they can do today.
 	@echo "server binary validates configuration. Try: make test, make bench."
 
 bench: deps ## Run the benchmarks (a few minutes); record results in benches/RESULTS.md.
-	$(CARGO) bench -p benches
+	$(CARGO) bench --workspace --bench batch_system_throughput --bench batch_system_memory --bench raftstore_put
 
 lint: deps ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --all -- --check

@@ -3,8 +3,10 @@
 //!
 //! Contract:
 //! - `send` MAY buffer; `flush` MUST hand everything buffered so far to the network. The store
-//!   calls `flush` once at the end of every poll round, after all peers of the round have
-//!   queued their messages, so one round's messages to a store travel in one batch.
+//!   calls `flush` at the end of every poll round, after all peers of the round have queued
+//!   their messages: once before the round's fsync (leaders' messages) and once after it
+//!   (messages that must wait for persistence), so a round's messages to a store travel in at
+//!   most two batches.
 //! - `send` MUST NOT block on the network. When the destination's buffer is full or the store
 //!   is known unreachable, it returns an error and the message is dropped: raft retransmits,
 //!   and the peer reports the target unreachable so raft slows down probing it.

@@ -123,11 +123,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        if header.term != 0 && header.term != self.term().get() && req.admin_request.is_none() {
-            // A command routed by a stale term still carries a valid epoch; the term is only
-            // a hint, as in TiKV.
-            debug!(self.logger, "command carries another term"; "term" => header.term);
-        }
         check_region_epoch(req, self.region())
     }
 

@@ -69,6 +69,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let committed = ready.take_committed_entries();
         self.send_to_apply(ctx, committed);
         let hs = ready.hs().cloned();
+        ctx.sync_needed |= ready.must_sync();
         let store = self.raft_group.mut_store();
         if let Err(e) = store.append_ready(ready.entries(), hs.as_ref(), &mut ctx.raft_wb) {
             panic!("region {}: cannot encode raft log entries: {e}", self.region_id);

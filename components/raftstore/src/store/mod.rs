@@ -35,6 +35,8 @@ pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
     pub raft_wb: ER::LogBatch,
     /// Client commands proposed this round: they are made durable by this round's fsync.
     pub proposals_in_round: u64,
+    /// Something in the round's raft batch must be synced (entries, a new term or vote).
+    pub sync_needed: bool,
     pub stats: StoreStats,
     pub store_meta: Arc<Mutex<StoreMeta>>,
 }

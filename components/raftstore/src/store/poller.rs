@@ -1,6 +1,9 @@
 //! `RaftPoller`: the store's poll handler. One round: every peer handles its messages and
-//! takes its ready into the shared raft batch; then `end` writes the batch with ONE sync,
-//! finishes every peer's ready and flushes the transport once.
+//! takes its ready into the shared raft batch; then `end` flushes what the leaders queued (they
+//! may replicate before their own append is durable, so the followers' fsyncs overlap the
+//! leader's), writes the batch with ONE sync, finishes every peer's ready and flushes the
+//! messages that had to wait for the sync. Two flushes per round, each one batch per
+//! destination store.
 
 use batch_system::{HandleResult, HandlerBuilder, NormalFsm, PollHandler};
 use engine_traits::{KvEngine, RaftEngine, RaftLogBatch};
@@ -26,12 +29,18 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> RaftPoller<EK, ER, T> {
             return;
         }
         fail::fail_point!("raftstore::store::before_persist");
-        if let Err(e) = self.ctx.engines.raft.consume(&mut self.ctx.raft_wb, true) {
+        // Only entries, votes and terms need the sync; a batch that merely records a newer
+        // commit index can be lost in a power cut (raft re-learns it) and is written unsynced.
+        let sync = std::mem::take(&mut self.ctx.sync_needed);
+        if let Err(e) = self.ctx.engines.raft.consume(&mut self.ctx.raft_wb, sync) {
             // Raft's safety rests on persisted state; a store that cannot persist must stop.
             error!(self.logger, "raft engine write failed"; "err" => %e);
             panic!("raft engine write failed: {e}");
         }
-        self.ctx.stats.record_fsync(std::mem::take(&mut self.ctx.proposals_in_round));
+        let proposals = std::mem::take(&mut self.ctx.proposals_in_round);
+        if sync {
+            self.ctx.stats.record_fsync(proposals);
+        }
         fail::fail_point!("raftstore::store::after_persist");
     }
 }
@@ -63,6 +72,8 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
     }
 
     fn end(&mut self, normals: &mut [NormalFsm<PeerFsm<EK, ER>>]) {
+        // Leaders' messages of this round leave before the fsync.
+        self.ctx.transport.flush();
         self.persist();
         for fsm in normals.iter_mut() {
             if !std::mem::take(&mut fsm.has_pending_ready) {
@@ -98,6 +109,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>,
                 apply_router: t.apply_router.clone(),
                 raft_wb: t.engines.raft.log_batch(64 << 10),
                 proposals_in_round: 0,
+                sync_needed: false,
                 stats: t.stats.clone(),
                 store_meta: t.store_meta.clone(),
             },

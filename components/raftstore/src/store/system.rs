@@ -153,6 +153,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
                 transport,
                 apply_router: self.apply_router.clone(),
                 proposals_in_round: 0,
+                sync_needed: false,
                 stats: self.stats.clone(),
                 store_meta,
             },
