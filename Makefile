@@ -8,7 +8,7 @@ CARGO ?= cargo
 CONFIG ?= etc/config-template.toml
 BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all deps build build-release test run bench lint fmt clean-data help
+.PHONY: all deps build build-release test run load bench lint fmt clean-data help
 
 all: build
 
@@ -27,15 +27,15 @@ build-release: deps ## Release build of the binaries.
 test: deps ## Run every test in the workspace.
 	$(CARGO) test --workspace --no-fail-fast
 
-run: build-release ## Build release binaries and show what they can do today.
-	@echo "== regionstore-server --help"
-	@$(BIN)/regionstore-server --help
-	@echo
-	@echo "== regionstore-server --config $(CONFIG) --check-config"
-	@$(BIN)/regionstore-server --config $(CONFIG) --check-config
-	@echo
-	@echo "A local cluster (PD + 3 stores) arrives with the storage-server issue; today the"
-	@echo "server binary validates configuration. Try: make test, make bench."
+run: build-release ## Start a local cluster (PD + 3 stores, data in ./data) until Ctrl-C.
+	@BIN=$(BIN) bash scripts/local-cluster.sh
+
+# What `make load` runs; override, e.g. LOAD_ARGS="--workload put --clients 64 --secs 60".
+LOAD_ARGS ?= --workload mixed --clients 16 --secs 20
+PD_ADDR ?= 127.0.0.1:2379
+
+load: build-release ## Load a running cluster (make run) ~25 s: prefill, 2 s warm-up, 20 s mixed put/get.
+	$(BIN)/regionstore-load --pd $(PD_ADDR) $(LOAD_ARGS)
 
 bench: deps ## Run the benchmarks (a few minutes); record results in benches/RESULTS.md.
 	$(CARGO) bench --workspace --bench batch_system_throughput --bench batch_system_memory --bench raftstore_put

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use util::config::ConfigError;
+use util::config::{ConfigError, ReadableDuration};
 use util::logger::LogConfig;
 
 /// The contents of a regionstore-server config file.
@@ -22,6 +22,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub pd: PdConfig,
     pub raftstore: raftstore::Config,
+    pub storage: StorageConfig,
     /// The KV engine: user data plus region and apply state.
     pub rocksdb: engine_rocks::RocksDbConfig,
     /// The raft engine: raft logs and raft state of every region on the store.
@@ -83,6 +84,37 @@ impl ServerConfig {
     }
 }
 
+/// Raw KV data on disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Expired raw values are removed when compaction rewrites them, and every SST file of the
+    /// data CFs is recompacted about this long after it was written, so expired values leave
+    /// the disk within about this long even without writes. Each interval rewrites the whole
+    /// data set once (see engine_rocks' README for the cost). 0 disables the recompaction.
+    pub ttl_check_poll_interval: ReadableDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        // TiKV's default.
+        StorageConfig { ttl_check_poll_interval: ReadableDuration::minutes(12 * 60) }
+    }
+}
+
+impl StorageConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let d = self.ttl_check_poll_interval.as_duration();
+        if !d.is_zero() && d < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::invalid(
+                "ttl-check-poll-interval",
+                "must be 0 or at least 1s",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn check_socket_addr(key: &str, value: &str) -> Result<(), ConfigError> {
     value.parse::<SocketAddr>().map(|_| ()).map_err(|e| {
         ConfigError::invalid(key, format!("`{value}` is not an ip:port address ({e})"))
@@ -95,11 +127,21 @@ fn check_socket_addr(key: &str, value: &str) -> Result<(), ConfigError> {
 pub struct PdConfig {
     /// PD client endpoints, `host:port` with an optional `http://` prefix.
     pub endpoints: Vec<String>,
+    /// How often the store reports its stats to PD.
+    pub store_heartbeat_interval: ReadableDuration,
+    /// How often each region this store leads is reported to PD (routing for clients).
+    pub region_heartbeat_interval: ReadableDuration,
 }
 
 impl Default for PdConfig {
     fn default() -> Self {
-        PdConfig { endpoints: vec!["127.0.0.1:2379".to_owned()] }
+        PdConfig {
+            endpoints: vec!["127.0.0.1:2379".to_owned()],
+            store_heartbeat_interval: ReadableDuration::secs(10),
+            // Shorter than TiKV's 60 s: until leader changes are reported at once, this
+            // bounds how stale PD's leader hint is (clients follow NotLeader hints anyway).
+            region_heartbeat_interval: ReadableDuration::secs(2),
+        }
     }
 }
 
@@ -110,6 +152,14 @@ impl PdConfig {
         }
         if let Some(bad) = self.endpoints.iter().find(|e| e.trim().is_empty()) {
             return Err(ConfigError::invalid("endpoints", format!("empty endpoint in {bad:?}")));
+        }
+        for (key, d) in [
+            ("store-heartbeat-interval", self.store_heartbeat_interval),
+            ("region-heartbeat-interval", self.region_heartbeat_interval),
+        ] {
+            if d.as_duration().is_zero() {
+                return Err(ConfigError::invalid(key, "must be positive"));
+            }
         }
         Ok(())
     }
@@ -179,6 +229,7 @@ impl Config {
         self.server.validate().map_err(|e| e.in_section("server"))?;
         self.pd.validate().map_err(|e| e.in_section("pd"))?;
         self.raftstore.validate().map_err(|e| e.in_section("raftstore"))?;
+        self.storage.validate().map_err(|e| e.in_section("storage"))?;
         self.rocksdb.validate().map_err(|e| e.in_section("rocksdb"))?;
         self.raftdb.validate().map_err(|e| e.in_section("raftdb"))?;
         Ok(())
@@ -220,6 +271,19 @@ mod tests {
         let mut cfg = Config::default();
         cfg.pd.endpoints.clear();
         assert!(cfg.validate().unwrap_err().to_string().contains("pd.endpoints"));
+
+        let mut cfg = Config::default();
+        cfg.storage.ttl_check_poll_interval = ReadableDuration::millis(500);
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("storage.ttl-check-poll-interval"), "{err}");
+        cfg.storage.ttl_check_poll_interval = ReadableDuration::millis(0);
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn ttl_check_poll_interval_defaults_to_tikvs_12h() {
+        let cfg: Config = toml::from_str("[storage]\nttl-check-poll-interval = \"12h\"").unwrap();
+        assert_eq!(cfg.storage, StorageConfig::default());
     }
 
     #[test]

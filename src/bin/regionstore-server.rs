@@ -1,8 +1,9 @@
 //! `regionstore-server`: one store of a regionstore cluster.
 //!
-//! Today it loads, overrides and validates its configuration (`--check-config`) and prints the
-//! defaults (`--print-default-config`). Serving (gRPC, raftstore, PD registration) arrives with
-//! the storage-server issue (#4); until then starting without `--check-config` says so and exits.
+//! Loads and validates its configuration (`--check-config` stops there), opens its engines
+//! under `data-dir`, registers with PD, joins the cluster's first region when PD creates it,
+//! serves `tikvpb.Tikv` and raft traffic, and stops cleanly on SIGTERM or Ctrl-C. A panic
+//! anywhere aborts the process: a store that lost a poller thread must not keep serving.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,9 +69,104 @@ fn main() -> ExitCode {
         eprintln!("regionstore-server: config is valid");
         return ExitCode::SUCCESS;
     }
-    eprintln!(
-        "regionstore-server: the config is valid, but serving is not implemented yet \
-         (storage-server issue #4); use --check-config"
-    );
-    ExitCode::from(1)
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regionstore-server: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Aborts the process on any panic, after the default hook has printed it.
+fn install_abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("regionstore-server: aborting after a panic");
+        std::process::abort();
+    }));
+}
+
+fn run(cfg: Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    install_abort_on_panic();
+    let (logger, _guard) = util::logger::build_logger(&cfg.log).context("cannot set up logging")?;
+    let data_dir = &cfg.server.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // Every value the server writes carries its expiry (`server::storage`), so compaction may
+    // drop expired ones.
+    let format = engine_rocks::ValueFormat::RawTtl {
+        ttl_check_poll_interval: cfg.storage.ttl_check_poll_interval.as_duration(),
+    };
+    let kv_path = data_dir.join("db");
+    let kv = engine_rocks::open_kv_engine_with_format(kv_path, &cfg.rocksdb, format, &logger)
+        .context("cannot open the KV engine")?;
+    let raft = engine_rocks::open_raft_engine(data_dir.join("raft"), &cfg.raftdb, &logger)
+        .context("cannot open the raft engine")?;
+    let engines = raftstore::Engines::new(kv, raft);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("grpc")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        // Signals first: a SIGTERM during start-up (PD unreachable, waiting for bootstrap)
+        // must stop the process cleanly too.
+        let stop = stop_signal().context("cannot install signal handlers")?;
+        tokio::pin!(stop);
+        let start = async {
+            let pd = pd_client::PdClient::connect(
+                cfg.pd.endpoints.clone(),
+                std::time::Duration::from_secs(60),
+                logger.clone(),
+            )
+            .await
+            .context("cannot reach PD")?;
+            let node_cfg = server::NodeConfig {
+                addr: cfg.server.addr.clone(),
+                advertise_addr: cfg.server.advertise_addr.clone(),
+                status_addr: cfg.server.status_addr.clone(),
+                store_heartbeat_interval: cfg.pd.store_heartbeat_interval.as_duration(),
+                region_heartbeat_interval: cfg.pd.region_heartbeat_interval.as_duration(),
+                limits: server::Limits::default(),
+            };
+            server::Node::start(
+                node_cfg,
+                cfg.raftstore.clone(),
+                engines,
+                std::sync::Arc::new(pd),
+                logger.clone(),
+            )
+            .await
+            .context("cannot start the store")
+        };
+        let node = tokio::select! {
+            node = start => node?,
+            _ = &mut stop => {
+                slog::info!(logger, "stopped before serving");
+                return Ok(());
+            }
+        };
+        eprintln!("regionstore-server: store {} serving on {}", node.store_id(), node.local_addr());
+        stop.await;
+        slog::info!(logger, "shutting down");
+        node.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT).
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }

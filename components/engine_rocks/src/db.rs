@@ -3,25 +3,30 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB};
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use slog::{info, Logger};
 
 use crate::config::RocksDbConfig;
 use crate::error::OpenError;
 
 /// Validates `cfg` and opens (or, if allowed, creates) the database at `path` with exactly the
-/// CFs `cfs`, creating missing ones when `create-if-missing` is set.
+/// CFs `cfs`, creating missing ones when `create-if-missing` is set. `tune_cf` may add to each
+/// CF's options (given the CF name) what `cfg` does not cover.
 pub(crate) fn open_db(
     path: &Path,
     cfg: &RocksDbConfig,
     cfs: &[&str],
+    tune_cf: impl Fn(&str, &mut Options),
     what: &'static str,
     logger: &Logger,
 ) -> Result<Arc<DB>, OpenError> {
     cfg.validate()?;
     let cache = cfg.block_cache();
-    let descriptors =
-        cfs.iter().map(|name| ColumnFamilyDescriptor::new(*name, cfg.cf_options(&cache)));
+    let descriptors = cfs.iter().map(|name| {
+        let mut opts = cfg.cf_options(&cache);
+        tune_cf(name, &mut opts);
+        ColumnFamilyDescriptor::new(*name, opts)
+    });
     let db = DB::open_cf_descriptors(&cfg.db_options(), path, descriptors)
         .map_err(|e| OpenError::Open { path: path.to_path_buf(), message: e.into_string() })?;
     info!(logger, "opened RocksDB"; "engine" => what, "path" => %path.display(), "cfs" => ?cfs);

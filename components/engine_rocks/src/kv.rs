@@ -14,17 +14,36 @@ use slog::Logger;
 use crate::config::RocksDbConfig;
 use crate::db::open_db;
 use crate::error::{engine_error, OpenError};
+use crate::raw_ttl::{tune_cf_options, ValueFormat};
 use crate::size::approximate_size_and_keys;
 use crate::snapshot::{cf_handle, RocksIterator, RocksSnapshot};
 use crate::write_batch::RocksWriteBatch;
 
-/// Opens the KV engine at `path`, creating it and its CFs if `create-if-missing` allows.
+/// Opens the KV engine at `path`, creating it and its CFs if `create-if-missing` allows. Values
+/// are opaque ([`ValueFormat::Opaque`]): compaction never removes anything by its value.
 pub fn open_kv_engine(
     path: impl AsRef<Path>,
     cfg: &RocksDbConfig,
     logger: &Logger,
 ) -> std::result::Result<RocksEngine, OpenError> {
-    let db = open_db(path.as_ref(), cfg, ALL_CFS, "kv", logger)?;
+    open_kv_engine_with_format(path, cfg, ValueFormat::Opaque, logger)
+}
+
+/// Opens the KV engine at `path` as [`open_kv_engine`] does, for data CF values in `format`.
+///
+/// The caller MUST only write values in `format` to data keys of the data CFs while the engine
+/// is open with [`ValueFormat::RawTtl`] (and must not reopen a store written otherwise with it):
+/// compaction reads the last 8 bytes of every such value as an expiry and deletes the key once
+/// that time has passed.
+pub fn open_kv_engine_with_format(
+    path: impl AsRef<Path>,
+    cfg: &RocksDbConfig,
+    format: ValueFormat,
+    logger: &Logger,
+) -> std::result::Result<RocksEngine, OpenError> {
+    let tune = |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(format, cf, opts);
+    let db = open_db(path.as_ref(), cfg, ALL_CFS, tune, "kv", logger)?;
+    slog::info!(logger, "KV engine value format"; "format" => ?format);
     Ok(RocksEngine { db })
 }
 
@@ -32,7 +51,7 @@ pub fn open_kv_engine(
 /// drop.
 #[derive(Clone)]
 pub struct RocksEngine {
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
 }
 
 impl fmt::Debug for RocksEngine {

@@ -24,7 +24,7 @@ pub use error::{Error, Result};
 pub use msg::{PeerMsg, StoreMsg};
 pub use peer::storage::{Engines, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use region_snapshot::RegionSnapshot;
-pub use stats::{StoreStats, StoreStatsSnapshot};
+pub use stats::{LeaderGuard, StoreStats, StoreStatsSnapshot};
 pub use store::{
     bootstrap_region, bootstrap_store, create_store_system, load_store_ident, BootstrapError,
     RaftRouter, StoreMeta, StoreSystem,

@@ -1,5 +1,9 @@
 //! Counters of one store, cheap to update from any poller (relaxed atomics). The server
-//! exports them as Prometheus metrics; tests and benchmarks read them directly.
+//! exports them as Prometheus metrics when scraped; tests and benchmarks read them directly.
+//!
+//! One gauge sits beside the counters: the number of leaders, counted by [`LeaderGuard`]s that
+//! peers hold while they lead. It is not in [`StoreStatsSnapshot`] (a snapshot is for diffing
+//! counters); read it with [`StoreStats::leaders`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +21,8 @@ struct Inner {
     lease_reads: AtomicU64,
     read_index_reads: AtomicU64,
     proposals_dropped: AtomicU64,
+    /// Live [`LeaderGuard`]s.
+    leaders: AtomicU64,
 }
 
 /// A snapshot of [`StoreStats`].
@@ -71,6 +77,19 @@ impl StoreStats {
         self.inner.proposals_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one more leader until the guard drops. A peer takes one when raft makes it leader
+    /// and drops it when it steps down or is destroyed (or dropped at shutdown), so the count
+    /// cannot leak. Called on role changes only, never per request.
+    pub fn leader_guard(&self) -> LeaderGuard {
+        self.inner.leaders.fetch_add(1, Ordering::Relaxed);
+        LeaderGuard { inner: self.inner.clone() }
+    }
+
+    /// Peers on this store that are raft leaders now.
+    pub fn leaders(&self) -> u64 {
+        self.inner.leaders.load(Ordering::Relaxed)
+    }
+
     pub fn snapshot(&self) -> StoreStatsSnapshot {
         let i = &self.inner;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -84,6 +103,20 @@ impl StoreStats {
             read_index_reads: load(&i.read_index_reads),
             proposals_dropped: load(&i.proposals_dropped),
         }
+    }
+}
+
+/// One leader counted in [`StoreStats::leaders`] while this lives.
+#[derive(Debug)]
+#[must_use = "the leader is uncounted when the guard drops"]
+pub struct LeaderGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for LeaderGuard {
+    fn drop(&mut self) {
+        let before = self.inner.leaders.fetch_sub(1, Ordering::Relaxed);
+        assert!(before > 0, "leader count underflow: a guard was counted once and drops once");
     }
 }
 
@@ -103,5 +136,17 @@ mod tests {
         assert_eq!(snap.proposals_per_fsync[0], 1);
         assert_eq!(snap.proposals_per_fsync[3], 1, "3 falls in the <=4 bucket");
         assert_eq!(snap.proposals_per_fsync[10], 1, "over 256 is the open bucket");
+    }
+
+    #[test]
+    fn leader_guards_count_leaders() {
+        let s = StoreStats::default();
+        let a = s.leader_guard();
+        let b = s.leader_guard();
+        assert_eq!(s.leaders(), 2);
+        drop(a);
+        assert_eq!(s.leaders(), 1);
+        drop(b);
+        assert_eq!(s.leaders(), 0);
     }
 }

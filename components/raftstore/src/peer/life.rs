@@ -52,6 +52,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.fail_reads(&err);
         self.pending_ready = None;
+        self.leader_guard = None;
         self.stopped = true;
     }
 }

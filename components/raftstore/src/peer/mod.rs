@@ -33,6 +33,7 @@ use util::{LogIndex, PeerId, RegionId, Term};
 use crate::apply::Proposal;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::stats::LeaderGuard;
 use crate::util::find_peer_by_id;
 
 use self::lease::Lease;
@@ -56,6 +57,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     /// Set when this peer became leader, until the first entry of its term commits; that
     /// commit proves the leadership from that instant and starts the lease.
     leader_since: Option<Instant>,
+    /// Held exactly while raft says this peer leads: counts it in `StoreStats::leaders`.
+    leader_guard: Option<LeaderGuard>,
     /// The ready handed out this round, persisted at the round's end (see `ready`).
     pending_ready: Option<Ready>,
     applied_term: Term,
@@ -106,6 +109,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             reads: ReadQueue::default(),
             lease: Lease::new(cfg.raft_store_max_leader_lease.as_duration()),
             leader_since: None,
+            leader_guard: None,
             pending_ready: None,
             applied_term,
             peer_cache: HashMap::new(),

@@ -50,7 +50,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let mut ready = self.raft_group.ready();
         if let Some(ss) = ready.ss() {
             let role = ss.raft_state;
-            self.on_role_changed(role);
+            self.on_role_changed(ctx, role);
         }
         if !ready.messages().is_empty() {
             let msgs = ready.take_messages();
@@ -99,10 +99,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.has_ready()
     }
 
-    fn on_role_changed(&mut self, role: StateRole) {
+    fn on_role_changed<T>(&mut self, ctx: &PollContext<EK, ER, T>, role: StateRole) {
         match role {
             StateRole::Leader => {
                 info!(self.logger, "became leader"; "term" => self.term());
+                self.leader_guard = Some(ctx.stats.leader_guard());
                 // The lease starts when the term's first entry commits; the instant is
                 // taken before that entry is sent (it is sent later in this ready).
                 self.leader_since = Some(Instant::now());
@@ -111,6 +112,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 debug!(self.logger, "not leader"; "role" => ?role, "term" => self.term());
                 self.lease.expire();
                 self.leader_since = None;
+                self.leader_guard = None;
                 let err = self.not_leader();
                 self.fail_reads(&err);
             }

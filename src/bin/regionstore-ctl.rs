@@ -1,0 +1,328 @@
+//! `regionstore-ctl`: operate a regionstore cluster through PD and the stores' public API.
+//!
+//! Data commands (`get`, `put`, `delete`, `scan`) take the same path as users: PD lookup,
+//! then the region's leader over `tikvpb.Tikv`. Output is a human-readable table by default,
+//! JSON with `--json` (one document per command, for scripts).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Parser, Debug)]
+#[command(name = "regionstore-ctl", version, about)]
+struct Args {
+    /// PD endpoint(s), comma separated.
+    #[arg(long, default_value = "127.0.0.1:2379", value_delimiter = ',')]
+    pd: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Read a key.
+    Get { key: String },
+    /// Write a key.
+    Put { key: String, value: String },
+    /// Delete a key.
+    Delete { key: String },
+    /// List keys in [start, end).
+    Scan {
+        #[arg(long, default_value = "")]
+        start: String,
+        #[arg(long, default_value = "")]
+        end: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Stores.
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
+    /// Regions.
+    Region {
+        #[command(subcommand)]
+        cmd: RegionCmd,
+    },
+    /// Cluster overview.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCmd {
+    /// Every store PD knows.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum RegionCmd {
+    /// Every region: id, range, epoch, peers, leader, approximate size and keys.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: i32,
+    },
+    /// The region holding a key.
+    Show {
+        #[arg(long)]
+        key: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCmd {
+    /// Cluster id, bootstrap state, store and region counts.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("regionstore-ctl: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("regionstore-ctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn show(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_string(),
+        _ => bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(""),
+    }
+}
+
+fn region_json(r: &pd_client::RegionInfo) -> serde_json::Value {
+    let epoch = r.region.region_epoch.unwrap_or_default();
+    json!({
+        "id": r.region.id,
+        "start_key": show(&r.region.start_key),
+        "end_key": show(&r.region.end_key),
+        "epoch": {"conf_ver": epoch.conf_ver, "version": epoch.version},
+        "peers": r.region.peers.iter().map(|p| json!({"id": p.id, "store_id": p.store_id})).collect::<Vec<_>>(),
+        "leader": r.leader.as_ref().map(|l| json!({"id": l.id, "store_id": l.store_id})),
+    })
+}
+
+fn region_row(r: &pd_client::RegionInfo) -> String {
+    let epoch = r.region.region_epoch.unwrap_or_default();
+    let peers: Vec<String> =
+        r.region.peers.iter().map(|p| format!("{}@{}", p.id, p.store_id)).collect();
+    format!(
+        "{:<8} {:<16} {:<16} {:<10} {:<24} {}",
+        r.region.id,
+        format!("{:?}", show(&r.region.start_key)),
+        format!("{:?}", show(&r.region.end_key)),
+        format!("{}/{}", epoch.conf_ver, epoch.version),
+        peers.join(","),
+        r.leader.as_ref().map_or("-".to_string(), |l| format!("{}@{}", l.id, l.store_id)),
+    )
+}
+
+/// A row of `region list` from PD's HTTP JSON (keys there are hex).
+fn region_http_row(r: &serde_json::Value) -> String {
+    let key = |k: &serde_json::Value| {
+        let hex = k.as_str().unwrap_or("");
+        let bytes: Vec<u8> = (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect();
+        format!("{:?}", show(&bytes))
+    };
+    let peer = |p: &serde_json::Value| format!("{}@{}", p["id"], p["store_id"]);
+    let peers: Vec<String> =
+        r["peers"].as_array().map(|a| a.iter().map(peer).collect()).unwrap_or_default();
+    let leader = if r["leader"].is_null() { "-".to_string() } else { peer(&r["leader"]) };
+    format!(
+        "{:<8} {:<18} {:<18} {:<8} {:<24} {:<10} {:>10} {:>10}",
+        r["id"],
+        key(&r["start_key"]),
+        key(&r["end_key"]),
+        format!("{}/{}", r["epoch"]["conf_ver"], r["epoch"]["version"]),
+        peers.join(","),
+        leader,
+        human_bytes(r["approximate_size"].as_u64().unwrap_or(0)),
+        r["approximate_keys"].as_u64().unwrap_or(0),
+    )
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+/// A plain HTTP/1.1 GET (PD serves its JSON API on the gRPC port); the body on 200.
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let addr = addr.trim_start_matches("http://");
+    let mut s =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connect to PD at {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("PD sent a malformed HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("PD answered {path} with {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_string())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let pd = pd_client::PdClient::connect(args.pd.clone(), Duration::from_secs(5), logger)
+        .await
+        .with_context(|| format!("cannot reach PD at {:?}", args.pd))?;
+    let pd = Arc::new(pd);
+    let client = raw_client::RawClient::new(pd.clone());
+    match args.cmd {
+        Cmd::Get { key } => {
+            let v = client.get(key.as_bytes()).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"key": key, "value": v.as_deref().map(show), "found": v.is_some()})
+                );
+            } else {
+                match v {
+                    Some(v) => println!("{}", show(&v)),
+                    None => bail!("key {key:?} not found"),
+                }
+            }
+        }
+        Cmd::Put { key, value } => {
+            client.put(key.as_bytes(), value.as_bytes()).await?;
+            if args.json {
+                println!("{}", json!({"ok": true}));
+            } else {
+                println!("OK");
+            }
+        }
+        Cmd::Delete { key } => {
+            client.delete(key.as_bytes()).await?;
+            if args.json {
+                println!("{}", json!({"ok": true}));
+            } else {
+                println!("OK");
+            }
+        }
+        Cmd::Scan { start, end, limit } => {
+            let pairs = client.scan(start.as_bytes(), end.as_bytes(), limit, false).await?;
+            if args.json {
+                let v: Vec<_> = pairs
+                    .iter()
+                    .map(|p| json!({"key": show(&p.key), "value": show(&p.value)}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for p in &pairs {
+                    println!("{}\t{}", show(&p.key), show(&p.value));
+                }
+                println!("({} pairs)", pairs.len());
+            }
+        }
+        Cmd::Store { cmd: StoreCmd::List } => {
+            let stores = pd.get_all_stores().await?;
+            if args.json {
+                let v: Vec<_> = stores.iter().map(|s| json!({"id": s.id, "address": s.address, "state": s.state, "version": s.version})).collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                println!("{:<8} {:<24} {:<8} {}", "ID", "ADDRESS", "STATE", "VERSION");
+                for s in stores {
+                    let state = proto::metapb::StoreState::try_from(s.state)
+                        .map(|s| s.as_str_name())
+                        .unwrap_or("?");
+                    println!("{:<8} {:<24} {:<8} {}", s.id, s.address, state, s.version);
+                }
+            }
+        }
+        Cmd::Region { cmd: RegionCmd::List { limit } } => {
+            // PD's HTTP API carries what the gRPC routing answers lack: approximate sizes.
+            let body = http_get(
+                args.pd.first().map_or("127.0.0.1:2379", String::as_str),
+                "/pd/api/v1/regions",
+            )?;
+            let doc: serde_json::Value = serde_json::from_str(&body)
+                .context("PD answered /pd/api/v1/regions with bad JSON")?;
+            let mut regions = doc["regions"].as_array().cloned().unwrap_or_default();
+            regions.sort_by(|a, b| a["start_key"].as_str().cmp(&b["start_key"].as_str()));
+            regions.truncate(limit.max(0) as usize);
+            if args.json {
+                println!("{}", serde_json::Value::Array(regions));
+            } else {
+                println!(
+                    "{:<8} {:<18} {:<18} {:<8} {:<24} {:<10} {:>10} {:>10}",
+                    "ID", "START", "END", "EPOCH", "PEERS", "LEADER", "SIZE", "KEYS"
+                );
+                for r in &regions {
+                    println!("{}", region_http_row(r));
+                }
+                println!("({} regions)", regions.len());
+            }
+        }
+        Cmd::Region { cmd: RegionCmd::Show { key } } => {
+            let Some(r) = pd.get_region(key.as_bytes()).await? else {
+                bail!("no region holds {key:?}")
+            };
+            if args.json {
+                println!("{}", region_json(&r));
+            } else {
+                println!(
+                    "{:<8} {:<16} {:<16} {:<10} {:<24} {}",
+                    "ID", "START", "END", "EPOCH", "PEERS", "LEADER"
+                );
+                println!("{}", region_row(&r));
+            }
+        }
+        Cmd::Cluster { cmd: ClusterCmd::Status } => {
+            let bootstrapped = pd.is_bootstrapped().await?;
+            let stores = pd.get_all_stores().await?;
+            let regions = pd.scan_regions(b"", b"", 100_000).await?;
+            let leaderless = regions.iter().filter(|r| r.leader.is_none()).count();
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"cluster_id": pd.cluster_id(), "bootstrapped": bootstrapped, "stores": stores.len(), "regions": regions.len(), "regions_without_leader": leaderless})
+                );
+            } else {
+                println!("cluster id      {}", pd.cluster_id());
+                println!("bootstrapped    {bootstrapped}");
+                println!("stores          {}", stores.len());
+                println!(
+                    "regions         {} ({} without a known leader)",
+                    regions.len(),
+                    leaderless
+                );
+            }
+        }
+    }
+    Ok(())
+}

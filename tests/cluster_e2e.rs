@@ -1,0 +1,278 @@
+//! A real cluster: `regionstore-pd` and three `regionstore-server` processes on loopback.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Client, TestCluster};
+use proto::kvrpcpb;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Index in `cluster.stores` of the store that leads `key`'s region now.
+async fn leader_index(cluster: &TestCluster, client: &Client, key: &[u8]) -> usize {
+    let (ctx, _) = client.route(key).await;
+    let store = client.pd.get_store(ctx.peer.unwrap().store_id).await.unwrap();
+    cluster.stores.iter().position(|s| s.addr == store.address).expect("leader is one of ours")
+}
+
+/// Writes `key{from..}` until told to stop; returns the acknowledged keys and counts them
+/// in `acked` as it goes. The client retries each put (it follows leaders and backs off), so
+/// a put fails only after the client's deadline.
+fn spawn_writer(
+    rt: &tokio::runtime::Runtime,
+    pd_addr: String,
+    from: u32,
+    acked: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Result<Vec<u32>, String>> {
+    rt.spawn(async move {
+        let client = Client::connect(&pd_addr, Duration::from_secs(30)).await;
+        let mut done = Vec::new();
+        let mut i = from;
+        while !stop.load(Ordering::Relaxed) {
+            let k = format!("key{i:05}");
+            client
+                .put(k.as_bytes(), format!("v{i}").as_bytes())
+                .await
+                .map_err(|e| format!("put {k}: {e}"))?;
+            done.push(i);
+            acked.fetch_add(1, Ordering::Relaxed);
+            i += 1;
+        }
+        Ok(done)
+    })
+}
+
+/// Waits until a store accepts connections on its gRPC address (it binds once it knows its
+/// identity, before it joins raft).
+fn wait_listening(addr: &str) {
+    wait_for(Duration::from_secs(60), &format!("{addr} to listen"), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn three_stores_serve_raw_kv_and_survive_kill9_and_restarts() {
+    let mut cluster = TestCluster::start(3);
+    let rt = runtime();
+    let mut acked: Vec<u32> = Vec::new();
+    let client = rt.block_on(Client::connect(&cluster.pd_addr, Duration::from_secs(30)));
+    rt.block_on(async {
+        for i in 0..50u32 {
+            let k = format!("key{i:05}");
+            client
+                .put(k.as_bytes(), format!("v{i}").as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("put {k}: {e}\n{}", cluster.logs()));
+            acked.push(i);
+        }
+        for i in 0..50u32 {
+            let k = format!("key{i:05}");
+            assert_eq!(client.get(k.as_bytes()).await.unwrap(), Some(format!("v{i}").into_bytes()));
+        }
+        assert_eq!(client.get(b"absent").await.unwrap(), None);
+    });
+
+    // kill -9 the leader's store while a client writes: the writer keeps going (its puts wait
+    // out the election), and every acknowledged put is there afterwards.
+    let victim = rt.block_on(leader_index(&cluster, &client, b"key00000"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    let writer = spawn_writer(&rt, cluster.pd_addr.clone(), 50, count.clone(), stop.clone());
+    wait_for(Duration::from_secs(30), "the writer to get going", || {
+        count.load(Ordering::Relaxed) >= 30
+    });
+    cluster.stores[victim].proc.kill9();
+    let at_kill = count.load(Ordering::Relaxed);
+    wait_for(Duration::from_secs(60), "writes after the kill", || {
+        count.load(Ordering::Relaxed) >= at_kill + 30
+    });
+    stop.store(true, Ordering::Relaxed);
+    let written =
+        rt.block_on(writer).unwrap().unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    acked.extend(written);
+
+    // Bring the victim back, then take down another store: the restarted one must now be
+    // part of every quorum, so reads succeed only if it caught up.
+    cluster.start_store(victim);
+    let other = (victim + 1) % 3;
+    rt.block_on(async {
+        // Wait for the victim to serve raft again (a write needs it once `other` is gone).
+        client.put(b"probe", b"1").await.unwrap();
+    });
+    cluster.stores[other].proc.kill9();
+    rt.block_on(async {
+        let client = Client::connect(&cluster.pd_addr, Duration::from_secs(30)).await;
+        for &i in &acked {
+            let k = format!("key{i:05}");
+            let got = client
+                .get(k.as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("get {k}: {e}\n{}", cluster.logs()));
+            assert_eq!(got, Some(format!("v{i}").into_bytes()), "acknowledged {k} lost");
+        }
+    });
+    cluster.start_store(other);
+    for s in &cluster.stores {
+        wait_listening(&s.addr);
+    }
+
+    // Restart everything: PD and all stores, then every acknowledged write is there.
+    for s in cluster.stores.iter_mut() {
+        let status = s.proc.terminate().expect("running");
+        assert!(status.success(), "store exit on SIGTERM: {status:?}");
+    }
+    let pd_status = cluster.pd.terminate().expect("pd running");
+    assert!(pd_status.success(), "pd exit {pd_status:?}");
+    cluster.start_pd();
+    for i in 0..3 {
+        cluster.start_store(i);
+    }
+    rt.block_on(async {
+        let client = Client::connect(&cluster.pd_addr, Duration::from_secs(30)).await;
+        for &i in &acked {
+            let k = format!("key{i:05}");
+            let got = client
+                .get(k.as_bytes())
+                .await
+                .unwrap_or_else(|e| panic!("get {k}: {e}\n{}", cluster.logs()));
+            assert_eq!(
+                got,
+                Some(format!("v{i}").into_bytes()),
+                "acknowledged {k} lost across restart"
+            );
+        }
+    });
+}
+
+#[test]
+fn bad_requests_get_clear_errors_and_the_server_stays_up() {
+    let cluster = TestCluster::start(3);
+    let rt = runtime();
+    rt.block_on(async {
+        let client = Client::connect(&cluster.pd_addr, Duration::from_secs(30)).await;
+        client.put(b"k", b"v").await.unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        let (ctx, mut store) = client.route(b"k").await;
+
+        // Unknown region.
+        let mut bad = ctx.clone();
+        bad.region_id = 999_999;
+        let r = store
+            .raw_get(kvrpcpb::RawGetRequest {
+                context: Some(bad),
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.region_error.unwrap().region_not_found.is_some());
+
+        // Stale epoch.
+        let mut bad = ctx.clone();
+        bad.region_epoch = Some(proto::metapb::RegionEpoch { conf_ver: 1, version: 0 });
+        let r = store
+            .raw_put(kvrpcpb::RawPutRequest {
+                context: Some(bad),
+                key: b"k".to_vec(),
+                value: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.region_error.unwrap().epoch_not_match.is_some());
+
+        // Wrong store.
+        let mut bad = ctx.clone();
+        bad.peer.as_mut().unwrap().store_id = 424_242;
+        let r = store
+            .raw_get(kvrpcpb::RawGetRequest {
+                context: Some(bad),
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let re = r.region_error.expect("region error");
+        assert!(re.store_not_match.is_some() || re.not_leader.is_some(), "{re:?}");
+
+        // Empty key, oversized key and value: a clear error string, nothing written.
+        let r = store
+            .raw_put(kvrpcpb::RawPutRequest {
+                context: Some(ctx.clone()),
+                key: vec![],
+                value: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.error.contains("empty key"), "{r:?}");
+        let r = store
+            .raw_put(kvrpcpb::RawPutRequest {
+                context: Some(ctx.clone()),
+                key: vec![b'k'; 9000],
+                value: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.error.contains("exceeds"), "{r:?}");
+        let r = store
+            .raw_put(kvrpcpb::RawPutRequest {
+                context: Some(ctx.clone()),
+                key: b"big".to_vec(),
+                value: vec![0; 7 << 20],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!r.error.is_empty() || r.region_error.is_some(), "7 MiB value accepted");
+
+        // Scan limit 0.
+        let status = store
+            .raw_scan(kvrpcpb::RawScanRequest {
+                context: Some(ctx.clone()),
+                start_key: b"a".to_vec(),
+                limit: 0,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+
+        // No context at all.
+        let r = store
+            .raw_get(kvrpcpb::RawGetRequest {
+                context: None,
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!r.error.is_empty());
+
+        // Still serving.
+        assert_eq!(client.get(b"k").await.unwrap(), Some(b"v".to_vec()));
+        assert_eq!(client.get(b"big").await.unwrap(), None);
+    });
+}

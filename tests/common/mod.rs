@@ -1,0 +1,242 @@
+//! Real-process clusters for end-to-end tests: one `regionstore-pd` and N `regionstore-server`
+//! processes on loopback, on free ports, with data in a temp dir. A small routing client
+//! (PD lookup, follow `NotLeader`) drives the raw KV API over gRPC.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use proto::kvrpcpb::{self, Context};
+use proto::tikvpb::tikv_client::TikvClient;
+use tonic::transport::Channel;
+
+/// A port that is free now, for a child process to bind. Taken below Linux's ephemeral range
+/// (32768..61000): a port the kernel handed out with `bind(0)` can be reused for an outgoing
+/// connection of a parallel test before the child binds it. Each test binary starts at an
+/// offset from its pid and walks up, so parallel tests and binaries rarely probe the same port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() * 7919) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
+}
+
+/// A child process killed (SIGKILL) when dropped.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status (waits up to 30 s).
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().ok();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Raft timing for tests: 50 ms ticks, 500 ms elections.
+const STORE_CONFIG: &str = r#"
+[log]
+level = "info"
+[pd]
+store-heartbeat-interval = "1s"
+region-heartbeat-interval = "500ms"
+[raftstore]
+raft-base-tick-interval = "50ms"
+raft-heartbeat-ticks = 2
+raft-election-timeout-ticks = 10
+raft-store-max-leader-lease = "400ms"
+store-pool-size = 1
+apply-pool-size = 1
+[rocksdb]
+block-cache-size = "16MiB"
+[raftdb]
+block-cache-size = "8MiB"
+"#;
+
+pub struct StoreProc {
+    pub proc: Proc,
+    pub addr: String,
+    pub data_dir: PathBuf,
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub pd_addr: String,
+    pub pd: Proc,
+    pub stores: Vec<StoreProc>,
+}
+
+impl TestCluster {
+    pub fn start(stores: usize) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("store.toml"), STORE_CONFIG).unwrap();
+        let pd_addr = format!("127.0.0.1:{}", free_port());
+        let mut c = TestCluster {
+            pd: Proc { child: None, name: "pd".into() },
+            pd_addr,
+            stores: Vec::new(),
+            dir,
+        };
+        c.start_pd();
+        for i in 0..stores {
+            let addr = format!("127.0.0.1:{}", free_port());
+            let data_dir = c.dir.path().join(format!("store-{i}"));
+            c.stores.push(StoreProc {
+                proc: Proc { child: None, name: format!("store-{i}") },
+                addr,
+                data_dir,
+            });
+            c.start_store(i);
+        }
+        c
+    }
+
+    pub fn start_pd(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("pd.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_regionstore-pd"))
+            .args(["--addr", &self.pd_addr, "--data-dir"])
+            .arg(self.dir.path().join("pd"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start regionstore-pd");
+        self.pd.child = Some(child);
+    }
+
+    pub fn start_store(&mut self, i: usize) {
+        let s = &mut self.stores[i];
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("store-{i}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_regionstore-server"))
+            .arg("--config")
+            .arg(self.dir.path().join("store.toml"))
+            .args(["--pd", &self.pd_addr, "--addr", &s.addr])
+            .args(["--status-addr", &format!("127.0.0.1:{}", free_port())])
+            .arg("--data-dir")
+            .arg(&s.data_dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start regionstore-server");
+        s.proc.child = Some(child);
+    }
+
+    /// The logs of every process, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out += &format!(
+                    "==== {} (last lines)\n{}\n",
+                    p.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+        out
+    }
+}
+
+/// The users' path (`raw_client`), plus raw access to a region's leader for malformed requests.
+pub struct Client {
+    pub pd: Arc<pd_client::PdClient>,
+    pub raw: raw_client::RawClient,
+}
+
+impl Client {
+    pub async fn connect(pd_addr: &str, wait: Duration) -> Client {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let pd = pd_client::PdClient::connect(vec![pd_addr.to_string()], wait, logger)
+            .await
+            .unwrap_or_else(|e| panic!("PD at {pd_addr}: {e}"));
+        let pd = Arc::new(pd);
+        Client { raw: raw_client::RawClient::new(pd.clone()), pd }
+    }
+
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        self.raw.put(key, value).await.map_err(|e| e.to_string())
+    }
+
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        self.raw.get(key).await.map_err(|e| e.to_string())
+    }
+
+    /// The context of `key`'s region addressed to its current leader, and that store's client.
+    pub async fn route(&self, key: &[u8]) -> (Context, TikvClient<Channel>) {
+        // Make sure a leader exists and PD knows the region.
+        self.raw.get(key).await.expect("region serves");
+        let info = self.pd.get_region(key).await.unwrap().expect("region");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for peer in &info.region.peers {
+                let store = self.pd.get_store(peer.store_id).await.unwrap();
+                let Ok(mut c) = TikvClient::connect(format!("http://{}", store.address)).await
+                else {
+                    continue;
+                };
+                let ctx = Context {
+                    region_id: info.region.id,
+                    region_epoch: info.region.region_epoch,
+                    peer: Some(peer.clone()),
+                    ..Default::default()
+                };
+                let r = c
+                    .raw_get(kvrpcpb::RawGetRequest {
+                        context: Some(ctx.clone()),
+                        key: key.to_vec(),
+                        ..Default::default()
+                    })
+                    .await;
+                if matches!(r, Ok(ref r) if r.get_ref().region_error.is_none()) {
+                    return (ctx, c);
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader for {key:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}

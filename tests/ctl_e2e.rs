@@ -1,0 +1,107 @@
+//! `regionstore-ctl` against a real cluster: data commands take the users' path, and the
+//! store/region/cluster views agree with what the cluster is.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::TestCluster;
+use serde_json::Value;
+
+/// Runs the ctl; returns (success, stdout, stderr).
+fn ctl(pd: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_regionstore-ctl"))
+        .args(["--pd", pd])
+        .args(args)
+        .output()
+        .expect("run regionstore-ctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let (ok, out, err) = ctl(&cluster.pd_addr, args);
+    assert!(ok, "ctl {args:?} failed: {err}\n{}", cluster.logs());
+    out
+}
+
+fn ctl_json(cluster: &TestCluster, args: &[&str]) -> Value {
+    let out = ctl_ok(cluster, &[&["--json"], args].concat());
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("ctl {args:?} printed bad JSON ({e}): {out}"))
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
+fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ctl_reads_writes_and_describes_the_cluster() {
+    let cluster = TestCluster::start(3);
+    // The first write waits for the cluster to bootstrap and elect (the client retries).
+    wait_for(Duration::from_secs(60), "the cluster to accept writes", || {
+        ctl(&cluster.pd_addr, &["put", "hello", "world"]).0
+    });
+    assert_eq!(ctl_ok(&cluster, &["get", "hello"]).trim(), "world");
+    for k in ["a1", "a2", "a3", "b1"] {
+        assert_eq!(ctl_ok(&cluster, &["put", k, &format!("v-{k}")]).trim(), "OK");
+    }
+
+    let scan = ctl_json(&cluster, &["scan", "--start", "a", "--end", "b"]);
+    let keys: Vec<&str> =
+        scan.as_array().unwrap().iter().map(|p| p["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["a1", "a2", "a3"]);
+    assert_eq!(scan[1]["value"], "v-a2");
+    let limited = ctl_json(&cluster, &["scan", "--start", "a", "--limit", "2"]);
+    assert_eq!(limited.as_array().unwrap().len(), 2);
+
+    assert_eq!(ctl_ok(&cluster, &["delete", "a2"]).trim(), "OK");
+    let got = ctl_json(&cluster, &["get", "a2"]);
+    assert_eq!(got["found"], false);
+    let (ok, _, err) = ctl(&cluster.pd_addr, &["get", "a2"]);
+    assert!(!ok && err.contains("not found"), "a missing key is an error for humans: {err}");
+
+    let stores = ctl_json(&cluster, &["store", "list"]);
+    let addrs: Vec<&str> =
+        stores.as_array().unwrap().iter().map(|s| s["address"].as_str().unwrap()).collect();
+    for s in &cluster.stores {
+        assert!(addrs.contains(&s.addr.as_str()), "store {} missing from {addrs:?}", s.addr);
+    }
+
+    // The region view follows heartbeats: wait until PD knows the leader.
+    wait_for(Duration::from_secs(30), "PD to learn the region's leader", || {
+        let regions = ctl_json(&cluster, &["region", "list"]);
+        regions.as_array().is_some_and(|r| r.len() == 1 && !r[0]["leader"].is_null())
+    });
+    let regions = ctl_json(&cluster, &["region", "list"]);
+    let region = &regions[0];
+    assert_eq!(region["peers"].as_array().unwrap().len(), 3);
+    assert_eq!(region["start_key"], "");
+    assert_eq!(region["end_key"], "");
+    let shown = ctl_json(&cluster, &["region", "show", "--key", "hello"]);
+    assert_eq!(shown["id"], region["id"]);
+    let table = ctl_ok(&cluster, &["region", "list"]);
+    assert!(table.contains("LEADER") && table.contains("SIZE"), "{table}");
+
+    let status = ctl_json(&cluster, &["cluster", "status"]);
+    assert_eq!(status["bootstrapped"], true);
+    assert_eq!(status["stores"], 3);
+    assert_eq!(status["regions"], 1);
+}
+
+#[test]
+fn ctl_reports_an_unreachable_pd_clearly() {
+    let port = common::free_port();
+    let (ok, _, err) = ctl(&format!("127.0.0.1:{port}"), &["store", "list"]);
+    assert!(!ok);
+    assert!(err.contains("cannot reach PD"), "{err}");
+}
