@@ -136,9 +136,11 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
         let service = Service::new(storage, router.clone(), metrics.grpc(), logger.clone());
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = oneshot::channel();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // `Server::tcp_nodelay` applies only to listeners tonic binds itself; ours must set it
+        // on each accepted socket, or Nagle + delayed ACKs add ~40 ms to small responses.
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(
                 TikvServer::new(service)
                     .max_decoding_message_size(64 << 20)
