@@ -34,7 +34,7 @@ run: build-release ## Start a local cluster (PD + 3 stores, data in ./data) unti
 LOAD_ARGS ?= --workload mixed --clients 16 --secs 20
 PD_ADDR ?= 127.0.0.1:2379
 
-load: build-release ## Load a running cluster (make run) ~25 s: prefill, 2 s warm-up, 20 s mixed put/get.
+load: build-release ## Load a running cluster (make run), ~50 s: 100k-key prefill, 2 s warm-up, 20 s mixed put/get.
 	$(BIN)/regionstore-load --pd $(PD_ADDR) $(LOAD_ARGS)
 
 bench: deps ## Run the benchmarks (a few minutes); record results in benches/RESULTS.md.
