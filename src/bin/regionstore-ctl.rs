@@ -152,7 +152,8 @@ fn region_http_row(r: &serde_json::Value) -> String {
     let leader = if r["leader"].is_null() { "-".to_string() } else { peer(&r["leader"]) };
     format!(
         "{:<8} {:<18} {:<18} {:<8} {:<24} {:<10} {:>10} {:>10}",
-        r["id"],
+        // serde_json's Display ignores width: format plain integers.
+        r["id"].as_u64().unwrap_or(0),
         key(&r["start_key"]),
         key(&r["end_key"]),
         format!("{}/{}", r["epoch"]["conf_ver"], r["epoch"]["version"]),
