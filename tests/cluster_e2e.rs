@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Client, TestCluster};
+use common::{wait_for, Client, TestCluster};
 use proto::kvrpcpb;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -51,18 +51,9 @@ fn spawn_writer(
 /// Waits until a store accepts connections on its gRPC address (it binds once it knows its
 /// identity, before it joins raft).
 fn wait_listening(addr: &str) {
-    wait_for(Duration::from_secs(60), &format!("{addr} to listen"), || {
-        std::net::TcpStream::connect(addr).is_ok()
+    wait_for(&format!("{addr} to listen"), Duration::from_secs(60), || {
+        std::net::TcpStream::connect(addr).ok().map(drop)
     });
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
-fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -93,13 +84,13 @@ fn three_stores_serve_raw_kv_and_survive_kill9_and_restarts() {
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
     let writer = spawn_writer(&rt, cluster.pd_addr.clone(), 50, count.clone(), stop.clone());
-    wait_for(Duration::from_secs(30), "the writer to get going", || {
-        count.load(Ordering::Relaxed) >= 30
+    wait_for("the writer to get going", Duration::from_secs(30), || {
+        (count.load(Ordering::Relaxed) >= 30).then_some(())
     });
     cluster.stores[victim].proc.kill9();
     let at_kill = count.load(Ordering::Relaxed);
-    wait_for(Duration::from_secs(60), "writes after the kill", || {
-        count.load(Ordering::Relaxed) >= at_kill + 30
+    wait_for("writes after the kill", Duration::from_secs(60), || {
+        (count.load(Ordering::Relaxed) >= at_kill + 30).then_some(())
     });
     stop.store(true, Ordering::Relaxed);
     let written =

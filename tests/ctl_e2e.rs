@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::TestCluster;
+use common::{wait_for, TestCluster};
 use serde_json::Value;
 
 /// Runs the ctl; returns (success, stdout, stderr).
@@ -35,21 +35,12 @@ fn ctl_json(cluster: &TestCluster, args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("ctl {args:?} printed bad JSON ({e}): {out}"))
 }
 
-/// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
-fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn ctl_reads_writes_and_describes_the_cluster() {
     let cluster = TestCluster::start(3);
     // The first write waits for the cluster to bootstrap and elect (the client retries).
-    wait_for(Duration::from_secs(60), "the cluster to accept writes", || {
-        ctl(&cluster.pd_addr, &["put", "hello", "world"]).0
+    wait_for("the cluster to accept writes", Duration::from_secs(60), || {
+        ctl(&cluster.pd_addr, &["put", "hello", "world"]).0.then_some(())
     });
     assert_eq!(ctl_ok(&cluster, &["get", "hello"]).trim(), "world");
     for k in ["a1", "a2", "a3", "b1"] {
@@ -78,9 +69,9 @@ fn ctl_reads_writes_and_describes_the_cluster() {
     }
 
     // The region view follows heartbeats: wait until PD knows the leader.
-    wait_for(Duration::from_secs(30), "PD to learn the region's leader", || {
+    wait_for("PD to learn the region's leader", Duration::from_secs(30), || {
         let regions = ctl_json(&cluster, &["region", "list"]);
-        regions.as_array().is_some_and(|r| r.len() == 1 && !r[0]["leader"].is_null())
+        regions.as_array().is_some_and(|r| r.len() == 1 && !r[0]["leader"].is_null()).then_some(())
     });
     let regions = ctl_json(&cluster, &["region", "list"]);
     let region = &regions[0];

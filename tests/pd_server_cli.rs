@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proto::pdpb::{pd_client::PdClient, GetMembersRequest};
+use test_raftstore::util::wait_for;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -80,13 +81,6 @@ fn serves_get_members_and_exits_cleanly_on_sigterm() {
 
     let killed = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < DEADLINE, "PD did not exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for("PD to exit after SIGTERM", DEADLINE, || child.0.try_wait().unwrap());
     assert!(status.success(), "exit status {status:?}");
 }

@@ -5,9 +5,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Client, TestCluster};
+use common::{wait_for, Client, TestCluster};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -108,8 +108,7 @@ fn status_port_serves_metrics_and_status() {
     assert!(puts_ok >= 20.0, "raw_put ok across stores: {puts_ok}");
 
     // Exactly one leader among the replicas, once elections have settled.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for("exactly one store to report itself leader", Duration::from_secs(20), || {
         let leaders: u64 = stores
             .iter()
             .map(|(_, addr)| {
@@ -118,10 +117,6 @@ fn status_port_serves_metrics_and_status() {
                 status["leader_count"].as_u64().expect("leader_count")
             })
             .sum();
-        if leaders == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{leaders} leaders for one region\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (leaders == 1).then_some(())
+    });
 }

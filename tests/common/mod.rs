@@ -14,6 +14,10 @@ use proto::kvrpcpb::{self, Context};
 use proto::tikvpb::tikv_client::TikvClient;
 use tonic::transport::Channel;
 
+/// Polls a condition until it yields `Some`, panicking after a deadline (the raftstore tests'
+/// helper; no test waits with a fixed sleep).
+pub use test_raftstore::util::wait_for;
+
 /// A port that is free now, for a child process to bind. Taken below Linux's ephemeral range
 /// (32768..61000): a port the kernel handed out with `bind(0)` can be reused for an outgoing
 /// connection of a parallel test before the child binds it. Each test binary starts at an
