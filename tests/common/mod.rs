@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 
 /// Polls a condition until it yields `Some`, panicking after a deadline (the raftstore tests'
 /// helper; no test waits with a fixed sleep).
+#[allow(unused_imports)] // not every test binary polls
 pub use test_raftstore::util::wait_for;
 
 /// A port that is free now, for a child process to bind. Taken below Linux's ephemeral range
