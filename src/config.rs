@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub pd: PdConfig,
     pub raftstore: raftstore::Config,
+    /// When regions split (TiKV keeps these under `[coprocessor]`).
+    pub coprocessor: raftstore::SplitConfig,
     pub storage: StorageConfig,
     /// The KV engine: user data plus region and apply state.
     pub rocksdb: engine_rocks::RocksDbConfig,
@@ -228,11 +230,17 @@ impl Config {
         self.log.validate().map_err(|e| e.in_section("log"))?;
         self.server.validate().map_err(|e| e.in_section("server"))?;
         self.pd.validate().map_err(|e| e.in_section("pd"))?;
-        self.raftstore.validate().map_err(|e| e.in_section("raftstore"))?;
+        self.coprocessor.validate().map_err(|e| e.in_section("coprocessor"))?;
+        self.raftstore_config().validate().map_err(|e| e.in_section("raftstore"))?;
         self.storage.validate().map_err(|e| e.in_section("storage"))?;
         self.rocksdb.validate().map_err(|e| e.in_section("rocksdb"))?;
         self.raftdb.validate().map_err(|e| e.in_section("raftdb"))?;
         Ok(())
+    }
+
+    /// The raftstore's config: `[raftstore]` with `[coprocessor]` inside.
+    pub fn raftstore_config(&self) -> raftstore::Config {
+        raftstore::Config { coprocessor: self.coprocessor.clone(), ..self.raftstore.clone() }
     }
 
     /// The config as TOML, as `--check-config` prints it.

@@ -135,7 +135,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
             };
             server::Node::start(
                 node_cfg,
-                cfg.raftstore.clone(),
+                cfg.raftstore_config(),
                 engines,
                 std::sync::Arc::new(pd),
                 logger.clone(),

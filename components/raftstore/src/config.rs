@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use util::config::{ConfigError, ReadableDuration, ReadableSize};
 
+use crate::split::SplitConfig;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Config {
@@ -53,6 +55,19 @@ pub struct Config {
     pub max_pending_proposals: usize,
     /// Most read-index requests a region may have waiting; more are refused as busy.
     pub max_pending_reads: usize,
+
+    /// How often a leader considers checking whether its region should split.
+    pub split_region_check_tick_interval: ReadableDuration,
+    /// A leader checks its region's size only after this many bytes were written to it since
+    /// the last check. Default: 1/16 of `coprocessor.region-split-size`.
+    pub region_split_check_diff: Option<ReadableSize>,
+    /// True: on a split the original region id keeps the rightmost part (TiKV's default).
+    pub right_derive_when_split: bool,
+
+    /// The `[coprocessor]` section (split thresholds). It is a section of its own in the
+    /// config file; the binary copies it here so the raftstore gets one config.
+    #[serde(skip)]
+    pub coprocessor: SplitConfig,
 }
 
 impl Default for Config {
@@ -83,6 +98,10 @@ impl Default for Config {
             // "server is busy" and backs off.
             max_pending_proposals: 10_000,
             max_pending_reads: 10_000,
+            split_region_check_tick_interval: ReadableDuration::secs(10),
+            region_split_check_diff: None,
+            right_derive_when_split: true,
+            coprocessor: SplitConfig::default(),
         }
     }
 }
@@ -97,6 +116,7 @@ impl Config {
             raft_heartbeat_ticks: 5,
             raft_election_timeout_ticks: 25,
             raft_store_max_leader_lease: ReadableDuration::millis(200),
+            split_region_check_tick_interval: ReadableDuration::millis(100),
             ..Config::default()
         }
     }
@@ -120,6 +140,19 @@ impl Config {
         } else {
             self.raft_max_election_timeout_ticks
         }
+    }
+
+    /// Bytes written to a region between two size checks.
+    pub fn split_check_diff(&self) -> u64 {
+        self.region_split_check_diff
+            .map_or(self.coprocessor.split_size() / 16, |d| d.as_bytes())
+            .max(1)
+    }
+
+    /// Raft base ticks between two split-check ticks (at least 1).
+    pub fn split_check_ticks(&self) -> u64 {
+        let base = self.raft_base_tick_interval.as_duration().as_millis().max(1);
+        (self.split_region_check_tick_interval.as_duration().as_millis() / base).max(1) as u64
     }
 
     /// The batch-system config of the store (raft) pool.
@@ -164,6 +197,13 @@ impl Config {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
         }
+        if self.split_region_check_tick_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "split-region-check-tick-interval",
+                "must be positive",
+            ));
+        }
+        self.coprocessor.validate()?;
         if self.raft_base_tick_interval.is_zero() {
             return Err(ConfigError::invalid("raft-base-tick-interval", "must be positive"));
         }

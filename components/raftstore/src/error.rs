@@ -36,6 +36,9 @@ pub enum Error {
     /// A bounded queue is full; retry after a backoff.
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
+    /// PD could not be asked (split ids); retry later.
+    #[error("placement driver: {0}")]
+    Pd(String),
     /// The request itself is malformed (no header, mixed read and write, unknown cf...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -84,7 +87,7 @@ impl Error {
                 e.server_is_busy = Some(errorpb::ServerIsBusy { reason, ..Default::default() })
             }
             // No dedicated errorpb field: the message carries it, as TiKV does for `Other`.
-            Error::InvalidRequest(_) | Error::Engine(_) => {}
+            Error::Pd(_) | Error::InvalidRequest(_) | Error::Engine(_) => {}
         }
         e
     }

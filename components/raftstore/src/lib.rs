@@ -11,8 +11,10 @@ pub mod callback;
 pub mod config;
 pub mod error;
 pub mod msg;
+pub mod pd;
 pub mod peer;
 pub mod region_snapshot;
+pub mod split;
 pub mod stats;
 pub mod store;
 pub mod transport;
@@ -21,9 +23,11 @@ pub mod util;
 pub use callback::{Callback, CmdResponse};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use msg::{PeerMsg, StoreMsg};
+pub use msg::{PeerMsg, SplitSource, StoreMsg};
+pub use pd::{PdHandle, RegionHeartbeat, SplitIdsCallback};
 pub use peer::storage::{Engines, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use region_snapshot::RegionSnapshot;
+pub use split::SplitConfig;
 pub use stats::{LeaderGuard, StoreStats, StoreStatsSnapshot};
 pub use store::{
     bootstrap_region, bootstrap_store, create_store_system, load_store_ident, BootstrapError,

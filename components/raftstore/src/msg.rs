@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Instant;
 
+use proto::metapb;
 use proto::raft_cmdpb::RaftCmdRequest;
 use proto::raft_serverpb::RaftMessage;
 
@@ -45,6 +46,30 @@ pub enum PeerMsg<S> {
     /// Removes this peer from the store: stops it, answers its pending commands and deletes its
     /// state. (The membership issue sends it on ConfChange; tests send it directly.)
     Destroy,
+    /// Split the region at `split_keys` (sorted, inside the region). The leader asks PD for
+    /// ids, then proposes a BatchSplit; `callback` gets the admin response.
+    SplitRegion {
+        region_epoch: metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+        callback: Callback<S>,
+        source: SplitSource,
+    },
+    /// What the split checker measured, and where it would split (empty: nowhere).
+    SplitCheckResult {
+        region_epoch: metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+        approximate_size: u64,
+        approximate_keys: u64,
+    },
+}
+
+/// Who asked for a split (logs and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitSource {
+    /// The `SplitRegion` RPC (ctl, clients).
+    Manual,
+    /// The split checker found the region too big.
+    SizeCheck,
 }
 
 impl<S> fmt::Debug for PeerMsg<S> {
@@ -56,6 +81,12 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::ApplyRes(r) => write!(f, "ApplyRes(region {})", r.region_id),
             PeerMsg::Wake => write!(f, "Wake"),
             PeerMsg::Destroy => write!(f, "Destroy"),
+            PeerMsg::SplitRegion { split_keys, source, .. } => {
+                write!(f, "SplitRegion({} keys, {source:?})", split_keys.len())
+            }
+            PeerMsg::SplitCheckResult { split_keys, approximate_size, .. } => {
+                write!(f, "SplitCheckResult({} keys, {approximate_size} bytes)", split_keys.len())
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Small pure helpers about regions, epochs and keys. No IO, no state.
 
 use proto::metapb;
-use proto::raft_cmdpb::{CmdType, RaftCmdRequest};
+use proto::raft_cmdpb::{AdminCmdType, CmdType, RaftCmdRequest};
 use raft::eraftpb::ConfState;
 use util::{PeerId, StoreId};
 
@@ -41,15 +41,71 @@ pub fn epoch(region: &metapb::Region) -> metapb::RegionEpoch {
     region.region_epoch.unwrap_or_default()
 }
 
-/// Checks the epoch a command carries against the region's. Data commands (reads and writes)
-/// depend on the key range, so a different `version` rejects them; admin commands will add
-/// `conf_ver` checks per command type (see the split and membership issues).
+/// How an admin command relates to the region epoch: which parts a proposal must match, and
+/// which parts its application changes. TiKV's table (`admin_cmd_epoch_lookup`); it is part of
+/// the protocol between replicas and MUST NOT change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochRule {
+    pub check_ver: bool,
+    pub check_conf_ver: bool,
+    pub change_ver: bool,
+    pub change_conf_ver: bool,
+}
+
+const fn rule(
+    check_ver: bool,
+    check_conf_ver: bool,
+    change_ver: bool,
+    change_conf_ver: bool,
+) -> EpochRule {
+    EpochRule { check_ver, check_conf_ver, change_ver, change_conf_ver }
+}
+
+/// The epoch rule of an admin command type.
+pub fn admin_epoch_rule(t: AdminCmdType) -> EpochRule {
+    match t {
+        AdminCmdType::InvalidAdmin => rule(false, false, false, false),
+        AdminCmdType::CompactLog
+        | AdminCmdType::TransferLeader
+        | AdminCmdType::ComputeHash
+        | AdminCmdType::VerifyHash => rule(false, false, false, false),
+        // Membership changes touch peers, not the key range.
+        AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2 => rule(false, true, false, true),
+        // A split depends on both the range and the peers (new peer ids are one per peer).
+        AdminCmdType::Split | AdminCmdType::BatchSplit => rule(true, true, true, false),
+        AdminCmdType::PrepareMerge => rule(true, true, true, true),
+        AdminCmdType::CommitMerge | AdminCmdType::RollbackMerge => rule(true, true, true, false),
+        AdminCmdType::PrepareFlashback
+        | AdminCmdType::FinishFlashback
+        | AdminCmdType::BatchSwitchWitness
+        | AdminCmdType::UpdateGcPeer => rule(true, true, false, false),
+    }
+}
+
+/// The epoch rule of a command: data commands (reads and writes) depend on the key range
+/// only, so they check `version`; admin commands follow [`admin_epoch_rule`]; status queries
+/// check nothing.
+pub fn epoch_rule(req: &RaftCmdRequest) -> EpochRule {
+    if let Some(admin) = &req.admin_request {
+        return admin_epoch_rule(
+            AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin),
+        );
+    }
+    if req.status_request.is_some() {
+        return rule(false, false, false, false);
+    }
+    rule(true, false, false, false)
+}
+
+/// Checks the epoch a command carries against the region's, per [`epoch_rule`].
 ///
-/// A command without an epoch is rejected: a client that does not say which region layout it
-/// routed by cannot be protected from a split.
+/// A command without an epoch is rejected (unless it checks nothing): a client that does not
+/// say which region layout it routed by cannot be protected from a split.
 pub fn check_region_epoch(req: &RaftCmdRequest, region: &metapb::Region) -> Result<()> {
-    let (check_ver, check_conf_ver) =
-        if req.admin_request.is_some() { (true, true) } else { (true, false) };
+    let r = epoch_rule(req);
+    if !r.check_ver && !r.check_conf_ver {
+        return Ok(());
+    }
     let Some(from) = req.header.as_ref().and_then(|h| h.region_epoch) else {
         return Err(Error::EpochNotMatch {
             message: format!("missing epoch for region {}", region.id),
@@ -57,13 +113,49 @@ pub fn check_region_epoch(req: &RaftCmdRequest, region: &metapb::Region) -> Resu
         });
     };
     let current = epoch(region);
-    if (check_ver && from.version != current.version)
-        || (check_conf_ver && from.conf_ver != current.conf_ver)
+    if (r.check_ver && from.version != current.version)
+        || (r.check_conf_ver && from.conf_ver != current.conf_ver)
     {
         return Err(Error::EpochNotMatch {
             message: format!("region {} epoch is {:?}, request has {:?}", region.id, current, from),
             current_regions: vec![region.clone()],
         });
+    }
+    Ok(())
+}
+
+/// Whether `epoch` is older than `current` in the parts `rule` checks (a message or command
+/// from before a change this peer has seen).
+pub fn is_epoch_stale(epoch: &metapb::RegionEpoch, current: &metapb::RegionEpoch) -> bool {
+    epoch.version < current.version || epoch.conf_ver < current.conf_ver
+}
+
+/// Checks split keys against the region they would split: at least one, none empty, strictly
+/// increasing, each inside the region and not its start key. A key outside the region is a
+/// routing problem (`KeyNotInRegion`); anything else is an invalid request.
+pub fn validate_split_keys(keys: &[Vec<u8>], region: &metapb::Region) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Error::InvalidRequest("no split key".into()));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if k.is_empty() {
+            return Err(Error::InvalidRequest("empty split key".into()));
+        }
+        if i > 0 && keys[i - 1] >= *k {
+            return Err(Error::InvalidRequest(format!(
+                "split keys must be sorted and distinct: \"{}\" is not below \"{}\"",
+                keys[i - 1].escape_ascii(),
+                k.escape_ascii()
+            )));
+        }
+        check_key_in_region(k, region)?;
+        if *k == region.start_key {
+            return Err(Error::InvalidRequest(format!(
+                "split key \"{}\" is the start of region {}; it would leave an empty region",
+                k.escape_ascii(),
+                region.id
+            )));
+        }
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 pub mod latch;
 pub mod metrics;
 pub mod node;
+pub mod pd_worker;
 pub mod raft_client;
 mod raw;
 pub mod service;

@@ -78,7 +78,7 @@ impl Metrics {
     }
 }
 
-/// The raw KV RPCs of `tikvpb.Tikv`, as the `method` label spells them (the gRPC method in
+/// The raw KV RPCs of `tikvpb.Tikv` and `SplitRegion`, as the `method` label spells them (the gRPC method in
 /// snake case). The long-lived raft streams are not requests and are not timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RpcMethod {
@@ -93,11 +93,12 @@ pub enum RpcMethod {
     RawBatchScan,
     RawGetKeyTtl,
     RawCompareAndSwap,
+    SplitRegion,
 }
 
 impl RpcMethod {
     /// Every method, in declaration order (`ALL[m as usize] == m`).
-    pub const ALL: [RpcMethod; 11] = [
+    pub const ALL: [RpcMethod; 12] = [
         RpcMethod::RawGet,
         RpcMethod::RawBatchGet,
         RpcMethod::RawPut,
@@ -109,6 +110,7 @@ impl RpcMethod {
         RpcMethod::RawBatchScan,
         RpcMethod::RawGetKeyTtl,
         RpcMethod::RawCompareAndSwap,
+        RpcMethod::SplitRegion,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +126,7 @@ impl RpcMethod {
             RpcMethod::RawBatchScan => "raw_batch_scan",
             RpcMethod::RawGetKeyTtl => "raw_get_key_ttl",
             RpcMethod::RawCompareAndSwap => "raw_compare_and_swap",
+            RpcMethod::SplitRegion => "split_region",
         }
     }
 }

@@ -129,7 +129,13 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
         let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
         let transport =
             RaftClient::new(pd.clone(), tokio::runtime::Handle::current(), logger.clone());
-        system.start(store_id, raft_cfg, engines.clone(), transport, meta.clone())?;
+        let pd_worker = Arc::new(crate::pd_worker::PdWorker::new(
+            pd.clone(),
+            tokio::runtime::Handle::current(),
+            engines.kv.clone(),
+            logger.clone(),
+        ));
+        system.start(store_id, raft_cfg, engines.clone(), transport, pd_worker, meta.clone())?;
 
         let metrics = Arc::new(Metrics::new(system.stats().clone(), meta.clone()));
         let storage = Storage::new(router.clone(), cfg.limits.clone());
@@ -345,7 +351,10 @@ fn spawn_heartbeats<EK: KvEngine, ER: RaftEngine>(
 }
 
 /// The region's data size and key count estimated from RocksDB's index (cheap; no scan).
-fn approximate_stats<EK: KvEngine>(kv: &EK, region: &metapb::Region) -> engine_traits::RangeStats {
+pub(crate) fn approximate_stats<EK: KvEngine>(
+    kv: &EK,
+    region: &metapb::Region,
+) -> engine_traits::RangeStats {
     let start = keys::enc_start_key(&region.start_key);
     let end = keys::enc_end_key(&region.end_key);
     let mut total = engine_traits::RangeStats::default();

@@ -20,7 +20,7 @@ use slog::{debug, Logger};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::metrics::{GrpcMetrics, RpcMethod, RpcResult, RpcTimer};
-use crate::storage::{Error, Storage};
+use crate::storage::{Error, SplitError, Storage};
 
 pub struct Service<EK: KvEngine, ER: RaftEngine> {
     storage: Storage<EK, ER>,
@@ -274,11 +274,51 @@ impl<EK: KvEngine, ER: RaftEngine> Tikv for Service<EK, ER> {
         Ok(Response::new(ScanLockResponse::default()))
     }
 
+    /// Splits a region at raw keys. Invalid keys (none, empty, too long, unsorted, repeated,
+    /// too many, or encoded txn keys) are an `INVALID_ARGUMENT` status, as is a key at the
+    /// region's start; a key outside the region, a stale epoch or a follower answer with the
+    /// region error telling the caller where to go; PD being unreachable is `UNAVAILABLE`.
     async fn split_region(
         &self,
-        _req: Request<SplitRegionRequest>,
+        req: Request<SplitRegionRequest>,
     ) -> Result<Response<SplitRegionResponse>, Status> {
-        Err(Status::unimplemented("region split arrives with issue #5"))
+        let timer = self.metrics.start(RpcMethod::SplitRegion);
+        let r = req.into_inner();
+        let checked = self.check_split_request(&r);
+        let (ctx, keys) = match checked {
+            Ok(v) => v,
+            Err(e) => {
+                timer.finish(RpcResult::Error);
+                return Err(Status::invalid_argument(e));
+            }
+        };
+        match self.storage.split_region(&ctx, keys).await {
+            Ok(regions) => {
+                timer.finish(RpcResult::Ok);
+                let mut resp = SplitRegionResponse::default();
+                if regions.len() == 2 {
+                    resp.left = Some(regions[0].clone());
+                    resp.right = Some(regions[1].clone());
+                }
+                resp.regions = regions;
+                Ok(Response::new(resp))
+            }
+            Err(SplitError::Region(e)) => {
+                timer.finish(RpcResult::RegionError);
+                Ok(Response::new(SplitRegionResponse {
+                    region_error: Some(e),
+                    ..Default::default()
+                }))
+            }
+            Err(SplitError::Invalid(m)) => {
+                timer.finish(RpcResult::Error);
+                Err(Status::invalid_argument(m))
+            }
+            Err(SplitError::Pd(m)) => {
+                timer.finish(RpcResult::Error);
+                Err(Status::unavailable(m))
+            }
+        }
     }
 
     async fn raft(&self, req: Request<Streaming<RaftMessage>>) -> Result<Response<Done>, Status> {
@@ -311,6 +351,43 @@ impl<EK: KvEngine, ER: RaftEngine> Tikv for Service<EK, ER> {
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Service<EK, ER> {
+    /// The context and the split keys of a split request, or why it is invalid.
+    fn check_split_request(
+        &self,
+        r: &SplitRegionRequest,
+    ) -> Result<(Context, Vec<Vec<u8>>), String> {
+        let ctx = r.context.clone().ok_or("request without a context")?;
+        if !r.is_raw_kv {
+            // Txn keys are split in their memcomparable encoding, which this raw store does
+            // not use: boundaries would fall between the wrong keys.
+            return Err("only raw key splits are supported: set is_raw_kv".into());
+        }
+        let keys = match (r.split_key.is_empty(), r.split_keys.is_empty()) {
+            (false, false) => return Err("set split_key or split_keys, not both".into()),
+            (false, true) => vec![r.split_key.clone()],
+            (true, false) => r.split_keys.clone(),
+            (true, true) => return Err("no split key".into()),
+        };
+        if keys.len() > raftstore::apply::split::SPLIT_KEYS_MAX {
+            return Err(format!(
+                "{} split keys; at most {} per request",
+                keys.len(),
+                raftstore::apply::split::SPLIT_KEYS_MAX
+            ));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            self.storage.check_key(k).map_err(|e| format!("split key {i}: {e}"))?;
+            if i > 0 && keys[i - 1] >= *k {
+                return Err(format!(
+                    "split keys must be sorted and distinct: \"{}\" is not below \"{}\"",
+                    keys[i - 1].escape_ascii(),
+                    k.escape_ascii()
+                ));
+            }
+        }
+        Ok((ctx, keys))
+    }
+
     fn deliver(&self, msg: RaftMessage) {
         let region_id = msg.region_id;
         if let Err(e) = self.router.send_raft_message(msg) {

@@ -204,9 +204,57 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
         self.call(req).await.map(|_| ())
     }
 
+    /// Splits the context's region at `keys` (checked by the caller: sorted, distinct, not
+    /// empty) and returns every resulting region in key order. The leader allocates ids from
+    /// PD; the split is done when it has applied.
+    pub async fn split_region(
+        &self,
+        ctx: &Context,
+        keys: Vec<Vec<u8>>,
+    ) -> std::result::Result<Vec<proto::metapb::Region>, SplitError> {
+        let (tx, rx) = oneshot::channel();
+        let region_id = ctx.region_id;
+        let epoch = ctx.region_epoch.unwrap_or_default();
+        self.router.split_region(
+            region_id.into(),
+            epoch,
+            keys,
+            Callback::new(region_id.into(), move |resp| {
+                let _ = tx.send(resp.response);
+            }),
+        );
+        let resp = rx.await.map_err(|_| {
+            SplitError::Region(
+                raftstore::Error::RegionNotFound(region_id.into()).into_region_error(),
+            )
+        })?;
+        if let Some(e) = resp.header.as_ref().and_then(|h| h.error.clone()) {
+            return Err(match classify(e) {
+                Error::Region(e) => SplitError::Region(e),
+                Error::Invalid(m) if m.starts_with("placement driver") => SplitError::Pd(m),
+                Error::Invalid(m) | Error::Engine(m) => SplitError::Invalid(m),
+            });
+        }
+        resp.admin_response
+            .and_then(|a| a.splits)
+            .map(|s| s.regions)
+            .ok_or_else(|| SplitError::Invalid("split answered without regions".into()))
+    }
+
     pub fn latches(&self) -> &Latches {
         &self.latches
     }
+}
+
+/// Why a split failed.
+#[derive(Debug, Clone)]
+pub enum SplitError {
+    /// Retry elsewhere or after refreshing the region: goes to `region_error`.
+    Region(errorpb::Error),
+    /// The keys do not fit the region (at its start, ...).
+    Invalid(String),
+    /// PD could not allocate ids; retry later.
+    Pd(String),
 }
 
 /// Region errors keep their structure; an error without any region field (an invalid

@@ -22,6 +22,7 @@ use tempfile::TempDir;
 use util::config::ReadableSize;
 use util::{ClusterId, StoreId};
 
+use crate::pd::TestPd;
 use crate::transport::{Hub, Router, SimTransport};
 use crate::util::*;
 
@@ -46,8 +47,9 @@ pub struct Cluster {
     store_ids: Vec<u64>,
     dirs: HashMap<u64, TempDir>,
     nodes: BTreeMap<u64, Node>,
-    /// The regions as bootstrapped (there is no split yet, so they do not change).
+    /// The regions as bootstrapped; splits change them (see [`Cluster::region`]).
     regions: Vec<metapb::Region>,
+    pub pd: Arc<TestPd>,
     leader_hints: Mutex<HashMap<u64, metapb::Peer>>,
     logger: Logger,
 }
@@ -109,6 +111,7 @@ impl Cluster {
             dirs,
             nodes: BTreeMap::new(),
             regions,
+            pd: Arc::new(TestPd::default()),
             leader_hints: Mutex::new(HashMap::new()),
             logger,
         }
@@ -124,8 +127,37 @@ impl Cluster {
         &self.store_ids
     }
 
-    pub fn regions(&self) -> &[metapb::Region] {
+    /// The regions as bootstrapped.
+    pub fn bootstrapped_regions(&self) -> &[metapb::Region] {
         &self.regions
+    }
+
+    /// Every region the running stores know, each in its newest version.
+    pub fn regions(&self) -> Vec<metapb::Region> {
+        let mut newest: HashMap<u64, metapb::Region> = HashMap::new();
+        for node in self.nodes.values() {
+            for r in node.meta.lock().regions() {
+                match newest.get(&r.id) {
+                    Some(old) if !is_newer(r, old) => {}
+                    _ => {
+                        newest.insert(r.id, r.clone());
+                    }
+                }
+            }
+        }
+        for r in &self.regions {
+            newest.entry(r.id).or_insert_with(|| r.clone());
+        }
+        let mut out: Vec<_> = newest.into_values().collect();
+        out.sort_by(|a, b| {
+            a.start_key.cmp(&b.start_key).then(
+                b.region_epoch
+                    .unwrap_or_default()
+                    .version
+                    .cmp(&a.region_epoch.unwrap_or_default().version),
+            )
+        });
+        out
     }
 
     /// Starts (or restarts) a store from its data directory.
@@ -138,7 +170,14 @@ impl Cluster {
         self.hub.register(store_id, router.clone());
         let transport = SimTransport::new(StoreId(store_id), self.hub.clone());
         system
-            .start(StoreId(store_id), self.cfg.clone(), engines.clone(), transport, meta.clone())
+            .start(
+                StoreId(store_id),
+                self.cfg.clone(),
+                engines.clone(),
+                transport,
+                self.pd.clone(),
+                meta.clone(),
+            )
             .expect("store starts");
         self.nodes.insert(store_id, Node { system, router, engines, meta });
     }
@@ -179,16 +218,57 @@ impl Cluster {
         self.nodes[&store_id].system.stats().snapshot()
     }
 
+    /// The region holding `key`, in the newest version any running store knows (a store that
+    /// has not applied a split still has the old, lower-versioned region).
     pub fn region_for_key(&self, key: &[u8]) -> metapb::Region {
-        self.regions
-            .iter()
-            .find(|r| raftstore::util::key_in_region(key, r))
-            .cloned()
-            .expect("regions cover the key space")
+        let mut best: Option<metapb::Region> = None;
+        for node in self.nodes.values() {
+            if let Some(r) = node.meta.lock().region_for_key(key) {
+                if best.as_ref().is_none_or(|b| {
+                    r.region_epoch.unwrap_or_default().version
+                        > b.region_epoch.unwrap_or_default().version
+                }) {
+                    best = Some(r.clone());
+                }
+            }
+        }
+        best.or_else(|| {
+            self.regions.iter().find(|r| raftstore::util::key_in_region(key, r)).cloned()
+        })
+        .expect("regions cover the key space")
     }
 
+    /// A region in the newest version any running store knows.
     pub fn region(&self, region_id: u64) -> metapb::Region {
-        self.regions.iter().find(|r| r.id == region_id).cloned().expect("known region")
+        let mut best: Option<metapb::Region> = None;
+        for node in self.nodes.values() {
+            if let Some(r) = node.meta.lock().region(region_id.into()) {
+                if best.as_ref().is_none_or(|b| is_newer(r, b)) {
+                    best = Some(r.clone());
+                }
+            }
+        }
+        best.or_else(|| self.regions.iter().find(|r| r.id == region_id).cloned())
+            .expect("known region")
+    }
+
+    /// Waits until `store_id` has region `region_id` at `version` or later; returns it.
+    pub fn wait_region_version(
+        &self,
+        store_id: u64,
+        region_id: u64,
+        version: u64,
+    ) -> metapb::Region {
+        wait_for(
+            &format!("store {store_id} to have region {region_id} at version {version}"),
+            TIMEOUT,
+            || {
+                let meta = self.nodes.get(&store_id)?.meta.lock();
+                meta.region(region_id.into())
+                    .filter(|r| r.region_epoch.unwrap_or_default().version >= version)
+                    .cloned()
+            },
+        )
     }
 
     // ---- commands ----
@@ -242,17 +322,40 @@ impl Cluster {
     }
 
     /// Runs `requests` on the region's leader, following `NotLeader` hints and waiting out
-    /// elections, until it succeeds, fails with another error, or `timeout` passes.
+    /// elections, until it succeeds, fails with another error, or `timeout` passes. The
+    /// region's epoch is the newest known; an `EpochNotMatch` is returned.
     pub fn request(
         &self,
         region_id: u64,
         requests: Vec<Request>,
         timeout: Duration,
     ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
-        let region = self.region(region_id);
+        self.request_with(|| self.region(region_id), requests, timeout, false)
+    }
+
+    /// Runs `requests` (about `key`) on the leader of the region holding `key`, following
+    /// splits: on `EpochNotMatch` or `KeyNotInRegion` it routes again, as a client does.
+    pub fn request_for_key(
+        &self,
+        key: &[u8],
+        requests: Vec<Request>,
+        timeout: Duration,
+    ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
+        self.request_with(|| self.region_for_key(key), requests, timeout, true)
+    }
+
+    fn request_with(
+        &self,
+        route: impl Fn() -> metapb::Region,
+        requests: Vec<Request>,
+        timeout: Duration,
+        follow_epoch: bool,
+    ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
         let deadline = Instant::now() + timeout;
         let mut last_err = None;
         while Instant::now() < deadline {
+            let region = route();
+            let region_id = region.id;
             let hint = self.leader_hints.lock().get(&region_id).cloned();
             let leader = match hint.or_else(|| self.leader_of(region_id)) {
                 Some(l) if self.is_running(l.store_id) => l,
@@ -289,18 +392,94 @@ impl Cluster {
                     }
                     last_err = Some(e);
                 }
+                Some(e)
+                    if follow_epoch
+                        && (e.epoch_not_match.is_some() || e.key_not_in_region.is_some()) =>
+                {
+                    // The split may not be known to the stores `route` asks yet; retry soon.
+                    std::thread::sleep(Duration::from_millis(5));
+                    last_err = Some(e);
+                }
                 Some(e) => return Err(e),
             }
         }
         Err(last_err.unwrap_or_else(|| errorpb::Error {
-            message: format!("region {region_id}: no answer within {timeout:?}"),
+            message: format!("no answer within {timeout:?}"),
             ..Default::default()
         }))
     }
 
-    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), errorpb::Error> {
+    // ---- splits ----
+
+    /// Splits `region_id` at `keys` through its leader (as the `SplitRegion` RPC does), with
+    /// the newest epoch known. Returns every resulting region.
+    pub fn split_region(
+        &self,
+        region_id: u64,
+        keys: &[&[u8]],
+    ) -> Result<Vec<metapb::Region>, errorpb::Error> {
+        let region = self.region(region_id);
+        self.split_region_with_epoch(region_id, region.region_epoch.unwrap_or_default(), keys)
+    }
+
+    /// As [`Cluster::split_region`], under a given epoch (to test stale ones).
+    pub fn split_region_with_epoch(
+        &self,
+        region_id: u64,
+        epoch: metapb::RegionEpoch,
+        keys: &[&[u8]],
+    ) -> Result<Vec<metapb::Region>, errorpb::Error> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let leader = self.wait_leader(region_id);
+            let (tx, rx) = mpsc::channel();
+            self.router(leader.store_id).split_region(
+                region_id.into(),
+                epoch,
+                keys.iter().map(|k| k.to_vec()).collect(),
+                Callback::new(region_id.into(), move |resp| {
+                    let _ = tx.send(resp.response);
+                }),
+            );
+            let resp = rx.recv_timeout(TIMEOUT).expect("split answered");
+            match resp.header.as_ref().and_then(|h| h.error.clone()) {
+                Some(e) if e.not_leader.is_some() && Instant::now() < deadline => {
+                    self.leader_hints.lock().remove(&region_id);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Some(e) => return Err(e),
+                None => {
+                    let regions = resp
+                        .admin_response
+                        .and_then(|a| a.splits)
+                        .map(|s| s.regions)
+                        .expect("a split answers with its regions");
+                    // Answered once applied; the leader's peer learns the result just after.
+                    for r in &regions {
+                        self.wait_region_version(
+                            leader.store_id,
+                            r.id,
+                            r.region_epoch.unwrap_or_default().version,
+                        );
+                    }
+                    return Ok(regions);
+                }
+            }
+        }
+    }
+
+    /// Splits the region holding `key` at `key`; panics on failure. Returns (left, right).
+    pub fn must_split(&self, key: &[u8]) -> (metapb::Region, metapb::Region) {
         let region = self.region_for_key(key);
-        self.request(region.id, vec![put_req(key, value)], TIMEOUT).map(|_| ())
+        let regions = self
+            .split_region(region.id, &[key])
+            .unwrap_or_else(|e| panic!("split at {key:?} failed: {e:?}"));
+        assert_eq!(regions.len(), 2);
+        (regions[0].clone(), regions[1].clone())
+    }
+
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), errorpb::Error> {
+        self.request_for_key(key, vec![put_req(key, value)], TIMEOUT).map(|_| ())
     }
 
     pub fn must_put(&self, key: &[u8], value: &[u8]) {
@@ -310,20 +489,18 @@ impl Cluster {
     }
 
     pub fn must_delete(&self, key: &[u8]) {
-        let region = self.region_for_key(key);
-        self.request(region.id, vec![delete_req(key)], TIMEOUT).expect("delete");
+        self.request_for_key(key, vec![delete_req(key)], TIMEOUT).expect("delete");
     }
 
     /// Deletes `[start, end)`, which MUST lie in one region.
     pub fn must_delete_range(&self, start: &[u8], end: &[u8]) {
-        let region = self.region_for_key(start);
-        self.request(region.id, vec![delete_range_req(start, end)], TIMEOUT).expect("delete range");
+        self.request_for_key(start, vec![delete_range_req(start, end)], TIMEOUT)
+            .expect("delete range");
     }
 
     /// A linearizable read through the leader.
     pub fn get(&self, key: &[u8]) -> ReadResult {
-        let region = self.region_for_key(key);
-        let resp = self.request(region.id, vec![snap_req()], TIMEOUT)?;
+        let resp = self.request_for_key(key, vec![snap_req()], TIMEOUT)?;
         let snap = resp.snapshot.expect("a read answers with a snapshot");
         Ok(snap.get_value_cf(CF_DEFAULT, key).expect("snapshot read"))
     }
@@ -380,6 +557,12 @@ impl Cluster {
     pub fn peer_on(&self, region_id: u64, store_id: u64) -> metapb::Peer {
         self.region(region_id).peers.into_iter().find(|p| p.store_id == store_id).expect("peer")
     }
+}
+
+/// Whether `a` is a newer version of a region than `b` (version first, then conf_ver).
+fn is_newer(a: &metapb::Region, b: &metapb::Region) -> bool {
+    let (a, b) = (a.region_epoch.unwrap_or_default(), b.region_epoch.unwrap_or_default());
+    (a.version, a.conf_ver) > (b.version, b.conf_ver)
 }
 
 impl Drop for Cluster {

@@ -7,6 +7,7 @@
 
 mod cluster;
 mod filter;
+mod pd;
 mod transport;
 pub mod util;
 
@@ -15,4 +16,5 @@ pub use filter::{
     DelayFilter, DropPacketFilter, Filter, IsolateStore, MessageTypeFilter, PartitionFilter,
     RegionFilter, Verdict,
 };
+pub use pd::TestPd;
 pub use transport::{Hub, SimTransport};

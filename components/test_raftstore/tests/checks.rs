@@ -45,7 +45,7 @@ fn proposal_checks_answer_region_errors() {
         .unwrap();
     assert!(resp.error().unwrap().store_not_match.is_some());
 
-    // EpochNotMatch carries the current region.
+    // EpochNotMatch carries the current region, then its neighbours on the store.
     let mut stale = region.clone();
     stale.region_epoch = Some(metapb::RegionEpoch { conf_ver: 1, version: 0 });
     let resp = cluster
@@ -57,7 +57,11 @@ fn proposal_checks_answer_region_errors() {
         .unwrap();
     let current =
         resp.error().unwrap().epoch_not_match.clone().expect("epoch not match").current_regions;
-    assert_eq!(current, vec![region.clone()]);
+    assert_eq!(current[0], region);
+    assert!(!current[1..].is_empty(), "region 2 has neighbours");
+    for n in &current[1..] {
+        assert!(n.end_key == region.start_key || n.start_key == region.end_key, "{n:?}");
+    }
 
     // KeyNotInRegion, for a put and for a range leaving the region.
     let resp = cluster

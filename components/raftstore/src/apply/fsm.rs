@@ -6,17 +6,19 @@ use batch_system::{Fsm, Inbox};
 use engine_traits::{KvEngine, Mutable, CF_RAFT};
 use prost::Message as _;
 use proto::metapb;
-use proto::raft_cmdpb::{RaftCmdRequest, RaftCmdResponse};
+use proto::raft_cmdpb::{AdminCmdType, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader};
 use proto::raft_serverpb::RaftApplyState;
 use raft::eraftpb::{Entry, EntryType};
-use slog::{debug, warn, Logger};
+use slog::{debug, info, warn, Logger};
 use util::{LogIndex, RegionId, Term};
 
 use super::exec::{exec_write, WriteStats};
 use super::poller::ApplyContext;
-use super::{ApplyRes, ApplyTask, Proposal};
+use super::split::exec_batch_split;
+use super::{ApplyRes, ApplyTask, ExecResult, Proposal};
 use crate::callback::error_response;
 use crate::error::Error;
+use crate::util::check_region_epoch;
 
 pub struct ApplyFsm<EK: KvEngine> {
     region_id: RegionId,
@@ -30,6 +32,7 @@ pub struct ApplyFsm<EK: KvEngine> {
     /// `ApplyRes` to the peer.
     dirty: bool,
     written: WriteStats,
+    exec_results: Vec<ExecResult>,
     logger: Logger,
 }
 
@@ -50,6 +53,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             stopped: false,
             dirty: false,
             written: WriteStats::default(),
+            exec_results: Vec::new(),
             logger,
         }
     }
@@ -156,10 +160,47 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             )
         });
         if req.admin_request.is_some() {
-            // TODO(#5): split and the other admin commands.
-            return Err(Error::InvalidRequest("admin commands are not supported yet".into()));
+            return self.apply_admin(ctx, &req);
         }
         exec_write(ctx.wb(), &self.region, &req, &mut self.written)
+    }
+
+    /// Applies an admin command. Its epoch is checked again: an admin proposed under an epoch
+    /// that an earlier entry changed MUST NOT apply (the proposal checker makes this rare).
+    fn apply_admin(
+        &mut self,
+        ctx: &mut ApplyContext<EK>,
+        req: &RaftCmdRequest,
+    ) -> Result<RaftCmdResponse, Error> {
+        check_region_epoch(req, &self.region)?;
+        let admin = req.admin_request.as_ref().expect("checked by the caller");
+        let cmd_type = AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin);
+        let admin_response = match cmd_type {
+            AdminCmdType::BatchSplit => {
+                let split = admin
+                    .splits
+                    .as_ref()
+                    .ok_or_else(|| Error::InvalidRequest("BatchSplit without requests".into()))?;
+                let (kv, wb) = ctx.kv_and_wb();
+                let (resp, result) = exec_batch_split(kv, wb, &self.region, split)?;
+                info!(self.logger, "split applied";
+                    "regions" => ?result.regions.iter().map(|r| r.id).collect::<Vec<_>>(),
+                    "version" => result.derived.region_epoch.unwrap_or_default().version);
+                self.region = result.derived.clone();
+                self.exec_results.push(ExecResult::Split(result));
+                resp
+            }
+            other => {
+                return Err(Error::InvalidRequest(format!(
+                    "admin command {other:?} is not supported"
+                )))
+            }
+        };
+        Ok(RaftCmdResponse {
+            header: Some(RaftResponseHeader::default()),
+            admin_response: Some(admin_response),
+            ..Default::default()
+        })
     }
 
     /// Called by the poller after the FSM's tasks of the round: puts the apply state into the
@@ -179,6 +220,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             applied_term: self.applied_term,
             written_keys: written.keys,
             written_bytes: written.bytes,
+            exec_results: std::mem::take(&mut self.exec_results),
         });
     }
 
@@ -237,7 +279,14 @@ pub(super) fn split_response(
             header.current_term = term;
             let responses =
                 r.responses.get(offset..offset + n).map(<[_]>::to_vec).unwrap_or_default();
-            RaftCmdResponse { header: Some(header), responses, ..Default::default() }
+            // An admin entry has one command, which gets the admin response.
+            let admin_response = r.admin_response.clone();
+            RaftCmdResponse {
+                header: Some(header),
+                responses,
+                admin_response,
+                ..Default::default()
+            }
         }
         Err(e) => error_response(e.clone().into_region_error()),
     }

@@ -15,6 +15,7 @@
 mod exec;
 mod fsm;
 mod poller;
+pub mod split;
 
 use std::time::Instant;
 
@@ -27,6 +28,7 @@ use crate::callback::Callback;
 pub use exec::data_cf;
 pub use fsm::{ApplyControlFsm, ApplyFsm};
 pub use poller::{ApplyPollerBuilder, ApplyResSink, ApplyRouter};
+pub use split::SplitResult;
 
 /// A proposed command waiting for its entry to apply. Several client commands may share one
 /// entry (small writes batched by the peer); each callback knows how many of the entry's
@@ -58,4 +60,12 @@ pub struct ApplyRes {
     /// Keys and bytes written, for size estimates (split check).
     pub written_keys: u64,
     pub written_bytes: u64,
+    /// Side effects of admin commands, in log order; the peer MUST act on each.
+    pub exec_results: Vec<ExecResult>,
+}
+
+/// The side effect of an applied admin command.
+#[derive(Debug, Clone)]
+pub enum ExecResult {
+    Split(SplitResult),
 }

@@ -34,6 +34,11 @@ impl<EK: KvEngine> ApplyContext<EK> {
         &mut self.wb
     }
 
+    /// The engine (to read state a command depends on) and the round's batch.
+    pub(super) fn kv_and_wb(&mut self) -> (&EK, &mut EK::WriteBatch) {
+        (&self.kv, &mut self.wb)
+    }
+
     pub(super) fn push_result(&mut self, res: ApplyRes) {
         self.results.push(res);
     }

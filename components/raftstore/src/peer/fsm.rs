@@ -40,13 +40,29 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             match msg {
                 PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx.store_id, *m),
                 PeerMsg::RaftCommand(cmd) => self.peer.on_command(ctx, cmd),
-                PeerMsg::Tick(PeerTick::Raft) => self.peer.tick(),
+                PeerMsg::Tick(PeerTick::Raft) => self.peer.tick(ctx),
                 PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
                 PeerMsg::Wake => {}
                 PeerMsg::Destroy => self.peer.destroy(ctx),
+                PeerMsg::SplitRegion { region_epoch, split_keys, callback, source } => {
+                    self.peer.on_split_region(ctx, region_epoch, split_keys, callback, source)
+                }
+                PeerMsg::SplitCheckResult {
+                    region_epoch,
+                    split_keys,
+                    approximate_size,
+                    approximate_keys,
+                } => self.peer.on_split_check_result(
+                    ctx,
+                    region_epoch,
+                    split_keys,
+                    approximate_size,
+                    approximate_keys,
+                ),
             }
         }
         if !self.peer.is_stopped() {
+            self.peer.maybe_resolve_epoch_change(ctx);
             self.peer.propose_batch(ctx);
             self.has_pending_ready = self.peer.handle_ready(ctx);
         }

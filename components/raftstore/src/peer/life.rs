@@ -51,6 +51,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         self.fail_reads(&err);
+        if let Some(p) = self.pending_epoch_change.take() {
+            for cmd in p.held {
+                cmd.callback.invoke_with_error(e.clone());
+            }
+        }
         self.pending_ready = None;
         self.leader_guard = None;
         self.stopped = true;

@@ -8,6 +8,7 @@
 //! | `read` | lease reads and ReadIndex |
 //! | `ready` | the ready loop: persist, send, hand committed entries to apply |
 //! | `life` | destroying a peer |
+//! | `split` | splitting: asking PD, proposing, the proposal checker, creating new regions, size checks |
 //! | `lease` | the leader lease |
 //!
 //! `Peer` holds the state; it never touches the batch system or the transport directly, only
@@ -19,6 +20,7 @@ mod life;
 mod propose;
 mod read;
 mod ready;
+mod split;
 pub mod storage;
 
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +41,7 @@ use crate::util::find_peer_by_id;
 use self::lease::Lease;
 use self::propose::WriteBatcher;
 use self::read::ReadQueue;
+use self::split::{PendingEpochChange, SizeTracker};
 use self::storage::PeerStorage;
 
 type Snap<EK> = <EK as KvEngine>::Snapshot;
@@ -66,6 +69,11 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     peer_cache: HashMap<u64, metapb::Peer>,
     /// A commit index learned after the last persisted hard state; persisted next round.
     commit_dirty: bool,
+    /// A proposed split not applied yet, and the commands held behind it (see `split`).
+    pending_epoch_change: Option<PendingEpochChange<Snap<EK>>>,
+    /// The pending epoch change's entry was overwritten by another leader's.
+    epoch_change_dropped: bool,
+    size: SizeTracker,
     stopped: bool,
     logger: Logger,
 }
@@ -114,6 +122,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             applied_term,
             peer_cache: HashMap::new(),
             commit_dirty: false,
+            pending_epoch_change: None,
+            epoch_change_dropped: false,
+            // Every peer's first check (after it leads) measures its region.
+            size: SizeTracker { diff_hint: u64::MAX, ..SizeTracker::default() },
             stopped: false,
             logger,
         };

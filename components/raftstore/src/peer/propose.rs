@@ -25,8 +25,8 @@ use crate::msg::RaftCommand;
 use crate::store::PollContext;
 use crate::transport::Transport;
 use crate::util::{
-    check_key_in_region, check_range_in_region, check_region_epoch, find_peer_by_id, request_kind,
-    RequestKind,
+    check_key_in_region, check_range_in_region, check_region_epoch, epoch_rule, find_peer_by_id,
+    request_kind, RequestKind,
 };
 
 /// Small writes collected during one round, proposed as one entry when the round's messages
@@ -82,15 +82,26 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
         cmd: RaftCommand<Snap<EK>>,
     ) {
-        let RaftCommand { request, callback, .. } = cmd;
-        if let Err(e) = self.pre_check(ctx, &request) {
-            callback.invoke_with_error(e.into_region_error());
+        if let Err(e) = self.pre_check(ctx, &cmd.request) {
+            cmd.callback.invoke_with_error(e.into_region_error());
             return;
         }
-        let kind = match request_kind(&request) {
+        let kind = match request_kind(&cmd.request) {
             Ok(kind) => kind,
-            Err(e) => return callback.invoke_with_error(e.into_region_error()),
+            Err(e) => return cmd.callback.invoke_with_error(e.into_region_error()),
         };
+        // Commands whose epoch a pending split would invalidate wait for it (see `split`).
+        let cmd = if kind == RequestKind::Write
+            || (kind == RequestKind::Admin && epoch_rule(&cmd.request).check_ver)
+        {
+            match self.hold_if_epoch_changing(ctx, cmd) {
+                Some(cmd) => cmd,
+                None => return,
+            }
+        } else {
+            cmd
+        };
+        let RaftCommand { request, callback, .. } = cmd;
         match kind {
             RequestKind::Status => callback.invoke(self.status(&request)),
             RequestKind::Read => self.on_read(ctx, request, callback),
@@ -100,7 +111,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     debug!(self.logger, "write rejected"; "err" => %e);
                 }
             }
-            RequestKind::Admin => self.on_admin(request, callback),
+            RequestKind::Admin => self.on_admin(ctx, request, callback),
         }
     }
 
@@ -123,7 +134,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        check_region_epoch(req, self.region())
+        check_region_epoch(req, self.region()).map_err(|e| match e {
+            Error::EpochNotMatch { message, .. } => self.epoch_not_match(ctx, message),
+            e => e,
+        })
     }
 
     fn propose_write<T: Transport>(
@@ -184,13 +198,24 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Proposes the writes batched this round as one entry. Called at the end of the peer's
-    /// turn in the round, before its ready is taken.
+    /// turn in the round, before its ready is taken, and before any admin command.
     pub fn propose_batch<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         let Some((mut req, callbacks)) = self.batcher.take() else { return };
         // Every command of the batch was checked against the current epoch; stamp it.
         if let Some(h) = req.header.as_mut() {
             h.region_epoch = self.region().region_epoch;
         }
+        self.propose_entry(ctx, &req, callbacks);
+    }
+
+    /// Proposes one entry; the callbacks are answered when it applies. Returns its index, or
+    /// `None` if raft refused it (the callbacks are then answered `NotLeader`).
+    pub(super) fn propose_entry<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        req: &RaftCmdRequest,
+        callbacks: Vec<(Callback<Snap<EK>>, usize)>,
+    ) -> Option<LogIndex> {
         let proposed_at = Instant::now();
         let last_index = self.raft_group.raft.raft_log.last_index();
         let data = req.encode_to_vec();
@@ -203,7 +228,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             for (cb, _) in callbacks {
                 cb.invoke_with_error(err.clone());
             }
-            return;
+            return None;
         }
         ctx.proposals_in_round += callbacks.len() as u64;
         self.proposals.push_back(Proposal {
@@ -212,11 +237,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             callbacks,
             proposed_at,
         });
+        Some(LogIndex(index))
     }
 
-    fn on_admin(&mut self, req: RaftCmdRequest, cb: Callback<Snap<EK>>) {
+    fn on_admin<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        req: RaftCmdRequest,
+        cb: Callback<Snap<EK>>,
+    ) {
         let admin = req.admin_request.as_ref().expect("classified as admin");
         match AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin) {
+            AdminCmdType::BatchSplit => self.propose_split(ctx, req, cb),
             AdminCmdType::TransferLeader => {
                 let target = admin.transfer_leader.as_ref().and_then(|t| t.peer.as_ref());
                 let Some(target) = target.and_then(|t| find_peer_by_id(self.region(), t.id.into()))
@@ -244,7 +276,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 });
             }
             other => {
-                // TODO(#5): split; membership and merge come with their issues.
+                // Membership and merge come with their issues.
                 let e =
                     Error::InvalidRequest(format!("admin command {other:?} is not supported yet"));
                 cb.invoke_with_error(e.into_region_error());
@@ -302,6 +334,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     matched.push(p);
                 } else {
                     debug!(self.logger, "stale proposal"; "index" => p.index, "term" => p.term);
+                    if self
+                        .pending_epoch_change
+                        .as_ref()
+                        .is_some_and(|c| c.index == p.index && c.term == p.term)
+                    {
+                        self.epoch_change_dropped = true;
+                    }
                     let err = Error::StaleCommand.into_region_error();
                     for (cb, _) in p.callbacks {
                         cb.invoke_with_error(err.clone());

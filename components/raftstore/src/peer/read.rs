@@ -153,6 +153,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         request: RaftCmdRequest,
         callback: Callback<Snap<EK>>,
     ) {
+        // A read that waited (ReadIndex) may find the region split meanwhile: its keys may
+        // belong to another region now.
+        if let Err(e) = crate::util::check_region_epoch(&request, self.region()) {
+            return callback.invoke_with_error(e.into_region_error());
+        }
         let snap = RegionSnapshot::new(
             ctx.engines.kv.snapshot(),
             self.region().clone(),

@@ -24,7 +24,7 @@ use slog::{debug, info, warn};
 use util::{LogIndex, StoreId};
 
 use super::Peer;
-use crate::apply::{ApplyRes, ApplyTask};
+use crate::apply::{ApplyRes, ApplyTask, ExecResult};
 use crate::store::PollContext;
 use crate::transport::Transport;
 
@@ -107,6 +107,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 // The lease starts when the term's first entry commits; the instant is
                 // taken before that entry is sent (it is sent later in this ready).
                 self.leader_since = Some(Instant::now());
+                // PD routes clients by the leader it knows: tell it now, not at the next
+                // periodic heartbeat (a region created by a split has no leader there yet).
+                self.heartbeat_pd(ctx);
             }
             StateRole::Follower | StateRole::Candidate | StateRole::PreCandidate => {
                 debug!(self.logger, "not leader"; "role" => ?role, "term" => self.term());
@@ -142,7 +145,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Records an apply result: advances the storage and raft's applied index, and serves the
     /// reads that waited for it.
-    pub fn on_apply_res<T>(&mut self, ctx: &mut PollContext<EK, ER, T>, res: ApplyRes) {
+    pub fn on_apply_res<T: Transport>(&mut self, ctx: &mut PollContext<EK, ER, T>, res: ApplyRes) {
+        self.size.diff_hint = self.size.diff_hint.saturating_add(res.written_bytes);
+        for r in res.exec_results {
+            match r {
+                ExecResult::Split(split) => self.on_ready_split(ctx, split),
+            }
+        }
         let applied = res.apply_state.applied_index;
         self.applied_term = res.applied_term;
         self.raft_group.mut_store().on_applied(res.apply_state);
@@ -210,8 +219,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    pub fn tick(&mut self) {
+    pub fn tick<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         self.raft_group.tick();
+        self.size.ticks += 1;
+        if self.size.ticks % ctx.cfg.split_check_ticks() == 0 {
+            self.on_split_check_tick(ctx);
+        }
     }
 
     pub fn last_index(&self) -> LogIndex {

@@ -88,14 +88,22 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
     pub fn load(engines: Engines<EK, ER>, region: metapb::Region, logger: Logger) -> Result<Self> {
         let region_id = RegionId(region.id);
         let corrupted = |what: String| Error::Engine(engine_traits::Error::Corrupted { what });
-        let raft_state = engines
-            .raft
-            .get_raft_state(region_id)?
-            .ok_or_else(|| corrupted(format!("region {region_id}: no raft state")))?;
         let apply_state: RaftApplyState = engines
             .kv
             .get_msg_cf(CF_RAFT, &keys::apply_state_key(region_id))?
             .ok_or_else(|| corrupted(format!("region {region_id}: no apply state")))?;
+        let raft_state = match engines.raft.get_raft_state(region_id)? {
+            Some(state) => state,
+            // A region created by a split: its apply state was written with the split, its
+            // raft state is written by its first ready. Until then it is the initial one.
+            None if apply_state == initial_apply_state() => {
+                let mut hs = HardState::default();
+                hs.term = RAFT_INIT_LOG_TERM;
+                hs.commit = RAFT_INIT_LOG_INDEX;
+                encode_raft_state(&hs, LogIndex(RAFT_INIT_LOG_INDEX))
+            }
+            None => return Err(corrupted(format!("region {region_id}: no raft state"))),
+        };
         let mut hard_state = decode_hard_state(&raft_state)?;
         // The commit index is persisted lazily (see `Peer::post_persist`); what was applied
         // was committed.

@@ -1,10 +1,14 @@
 //! `StoreMeta`: which regions this store hosts and which key ranges they cover. Shared by the
 //! pollers (updated on create, destroy, and later split/merge) and readers of routing info.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use proto::metapb;
+use proto::raft_serverpb::RaftMessage;
 use util::{RegionId, StoreId};
+
+/// Most raft messages kept for regions that a split on this store has not created yet.
+pub const PENDING_MSGS_MAX: usize = 128;
 
 #[derive(Debug)]
 pub struct StoreMeta {
@@ -13,11 +17,73 @@ pub struct StoreMeta {
     /// Encoded end key (see `keys::enc_end_key`) → region: the region containing key `k` is
     /// the first entry with an end key greater than `data_key(k)`.
     ranges: BTreeMap<Vec<u8>, RegionId>,
+    /// Election messages for regions that do not exist here yet because this store has not
+    /// applied the split creating them; delivered when the split creates the region (so its
+    /// first election does not wait for a retry). Oldest dropped first beyond the bound.
+    pending_msgs: VecDeque<RaftMessage>,
 }
 
 impl StoreMeta {
     pub fn new(store_id: StoreId) -> Self {
-        StoreMeta { store_id, regions: HashMap::new(), ranges: BTreeMap::new() }
+        StoreMeta {
+            store_id,
+            regions: HashMap::new(),
+            ranges: BTreeMap::new(),
+            pending_msgs: VecDeque::new(),
+        }
+    }
+
+    /// Keeps `msg` until its region is created here (see `pending_msgs`).
+    pub fn keep_pending_msg(&mut self, msg: RaftMessage) {
+        if self.pending_msgs.len() >= PENDING_MSGS_MAX {
+            self.pending_msgs.pop_front();
+        }
+        self.pending_msgs.push_back(msg);
+    }
+
+    /// Takes the kept messages of `region_id`, oldest first.
+    pub fn take_pending_msgs(&mut self, region_id: RegionId) -> Vec<RaftMessage> {
+        let mut mine = Vec::new();
+        self.pending_msgs.retain(|m| {
+            if m.region_id == region_id.get() {
+                mine.push(m.clone());
+                false
+            } else {
+                true
+            }
+        });
+        mine
+    }
+
+    /// Some region here whose range overlaps `[start, end)` (origin keys; empty end = +inf).
+    pub fn overlapping(&self, start: &[u8], end: &[u8]) -> Option<&metapb::Region> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        // The first region ending after `start` is the only candidate that can begin before
+        // `end`: regions are disjoint and ordered.
+        let start = keys::data_key(start);
+        let (_, id) =
+            self.ranges.range::<[u8], _>((Excluded(start.as_slice()), Unbounded)).next()?;
+        let region = &self.regions[id];
+        let region_start = keys::data_key(&region.start_key);
+        (region_start < keys::enc_end_key(end)).then_some(region)
+    }
+
+    /// The regions here adjacent to `region` (ending at its start, starting at its end).
+    pub fn neighbours(&self, region: &metapb::Region) -> Vec<metapb::Region> {
+        let mut out = Vec::new();
+        if !region.start_key.is_empty() {
+            if let Some(id) = self.ranges.get(&keys::data_key(&region.start_key)) {
+                out.push(self.regions[id].clone());
+            }
+        }
+        if !region.end_key.is_empty() {
+            if let Some(r) = self.region_for_key(&region.end_key) {
+                if r.start_key == region.end_key {
+                    out.push(r.clone());
+                }
+            }
+        }
+        out
     }
 
     /// Adds or replaces a region.
@@ -104,6 +170,36 @@ mod tests {
         m.remove_region(RegionId(2));
         assert!(m.region_for_key(b"c").is_none());
         assert_eq!(m.region_count(), 2);
+    }
+
+    #[test]
+    fn overlap_and_neighbours() {
+        let mut m = StoreMeta::new(StoreId(1));
+        m.set_region(region(1, b"", b"b"));
+        m.set_region(region(2, b"b", b"d"));
+        m.set_region(region(3, b"f", b""));
+        assert_eq!(m.overlapping(b"a", b"c").unwrap().id, 1);
+        assert_eq!(m.overlapping(b"c", b"e").unwrap().id, 2);
+        assert!(m.overlapping(b"d", b"f").is_none(), "the gap");
+        assert!(m.overlapping(b"d", b"e").is_none());
+        assert_eq!(m.overlapping(b"e", b"").unwrap().id, 3);
+        assert_eq!(m.overlapping(b"b", b"c").unwrap().id, 2, "start is inclusive");
+        let n: Vec<u64> = m.neighbours(&region(2, b"b", b"d")).iter().map(|r| r.id).collect();
+        assert_eq!(n, vec![1], "nothing starts at d");
+        let n: Vec<u64> = m.neighbours(&region(1, b"", b"b")).iter().map(|r| r.id).collect();
+        assert_eq!(n, vec![2]);
+    }
+
+    #[test]
+    fn pending_messages_are_bounded_and_taken_per_region() {
+        let mut m = StoreMeta::new(StoreId(1));
+        for i in 0..PENDING_MSGS_MAX + 10 {
+            m.keep_pending_msg(RaftMessage { region_id: (i % 2) as u64, ..Default::default() });
+        }
+        let zero = m.take_pending_msgs(RegionId(0));
+        assert_eq!(zero.len(), PENDING_MSGS_MAX / 2);
+        assert_eq!(m.take_pending_msgs(RegionId(1)).len(), PENDING_MSGS_MAX / 2);
+        assert!(m.take_pending_msgs(RegionId(1)).is_empty());
     }
 
     #[test]

@@ -15,7 +15,9 @@ use util::StoreId;
 
 use crate::apply::ApplyRouter;
 use crate::config::Config;
+use crate::pd::PdHandle;
 use crate::peer::storage::Engines;
+use crate::split::SplitChecker;
 use crate::stats::StoreStats;
 
 pub use bootstrap::{bootstrap_region, bootstrap_store, load_store_ident, BootstrapError};
@@ -39,4 +41,10 @@ pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
     pub sync_needed: bool,
     pub stats: StoreStats,
     pub store_meta: Arc<Mutex<StoreMeta>>,
+    /// To create and reach peers (splits) and to route answers from other threads.
+    pub router: RaftRouter<EK, ER>,
+    pub pd: Arc<dyn PdHandle>,
+    pub split_checker: SplitChecker,
+    /// The store's logger, for peers created at run time.
+    pub logger: slog::Logger,
 }

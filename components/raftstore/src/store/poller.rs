@@ -53,7 +53,7 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> PollHandler<PeerFsm<EK, ER>, St
     }
 
     fn handle_control(&mut self, control: &mut StoreFsm) -> Option<usize> {
-        Some(control.handle())
+        Some(control.handle(&mut self.ctx))
     }
 
     fn handle_normal(&mut self, fsm: &mut PeerFsm<EK, ER>) -> HandleResult {
@@ -112,6 +112,10 @@ impl<EK: KvEngine, ER: RaftEngine, T: Transport> HandlerBuilder<PeerFsm<EK, ER>,
                 sync_needed: false,
                 stats: t.stats.clone(),
                 store_meta: t.store_meta.clone(),
+                router: t.router.clone(),
+                pd: t.pd.clone(),
+                split_checker: t.split_checker.clone(),
+                logger: t.logger.clone(),
             },
             logger: self.logger.clone(),
         }

@@ -6,6 +6,7 @@
 
 use batch_system::{Router, TrySendError};
 use engine_traits::{KvEngine, RaftEngine};
+use proto::metapb;
 use proto::raft_cmdpb::RaftCmdRequest;
 use proto::raft_serverpb::RaftMessage;
 use util::RegionId;
@@ -13,7 +14,7 @@ use util::RegionId;
 use crate::apply::{ApplyRes, ApplyResSink};
 use crate::callback::Callback;
 use crate::error::Error;
-use crate::msg::{PeerMsg, PeerTick, RaftCommand, StoreMsg, StoreTick};
+use crate::msg::{PeerMsg, PeerTick, RaftCommand, SplitSource, StoreMsg, StoreTick};
 use crate::peer::fsm::PeerFsm;
 
 use super::fsm::StoreFsm;
@@ -84,6 +85,36 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         };
         if let (PeerMsg::RaftCommand(cmd), e) = err {
             cmd.callback.invoke_with_error(e.into_region_error());
+        }
+    }
+
+    /// Asks a region's leader to split at `split_keys`. The callback is always answered: with
+    /// the BatchSplit admin response (every resulting region), or a region error.
+    pub fn split_region(
+        &self,
+        region_id: RegionId,
+        region_epoch: metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+        callback: Callback<Snap<EK>>,
+    ) {
+        let msg = PeerMsg::SplitRegion {
+            region_epoch,
+            split_keys,
+            callback,
+            source: SplitSource::Manual,
+        };
+        let err = match self.router.send(region_id.get(), msg) {
+            Ok(()) => return,
+            Err(batch_system::SendError::Full { msg: m, .. }) => {
+                (m, Error::ServerIsBusy(format!("mailbox of region {region_id} is full")))
+            }
+            Err(
+                batch_system::SendError::NotFound { msg: m, .. }
+                | batch_system::SendError::Disconnected { msg: m, .. },
+            ) => (m, Error::RegionNotFound(region_id)),
+        };
+        if let (PeerMsg::SplitRegion { callback, .. }, e) = err {
+            callback.invoke_with_error(e.into_region_error());
         }
     }
 

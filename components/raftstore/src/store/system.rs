@@ -2,9 +2,9 @@
 //! engines, the one tick timer, and shutdown.
 //!
 //! Start-up order: load every region in state `Normal` from the KV engine's `raft` CF, build
-//! its `PeerFsm` and `ApplyFsm`, register both, then start the apply pollers, the raft
-//! pollers and finally the ticker. Shutdown is the reverse: ticker, raft pollers (no new
-//! committed entries), apply pollers. Commands still queued are answered `RegionNotFound` as
+//! its `PeerFsm` and `ApplyFsm`, register both, then start the apply pollers, the split
+//! checker, the raft pollers and finally the ticker. Shutdown: ticker, raft pollers (no new
+//! committed entries), apply pollers, split checker. Commands still queued are answered `RegionNotFound` as
 //! their FSMs drop.
 
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use crate::apply::{ApplyControlFsm, ApplyFsm, ApplyPollerBuilder};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::msg::StoreTick;
+use crate::pd::PdHandle;
 use crate::peer::fsm::PeerFsm;
 use crate::peer::storage::{Engines, PeerStorage};
 use crate::peer::Peer;
@@ -45,6 +46,7 @@ pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     apply_system: BatchSystem<ApplyFsm<EK>, ApplyControlFsm>,
     stats: StoreStats,
     ticker: Option<(Sender<()>, JoinHandle<()>)>,
+    split_checker: Option<(Sender<()>, JoinHandle<()>)>,
     logger: Logger,
 }
 
@@ -81,6 +83,7 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
         apply_system,
         stats: StoreStats::default(),
         ticker: None,
+        split_checker: None,
         logger: logger.clone(),
     };
     Ok((router, system))
@@ -91,8 +94,8 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         &self.stats
     }
 
-    /// Loads the store's regions and starts the pollers and the ticker. `store_meta` is filled
-    /// with the loaded regions.
+    /// Loads the store's regions and starts the pollers, the split checker and the ticker.
+    /// `store_meta` is filled with the loaded regions.
     ///
     /// # Panics
     /// If called twice.
@@ -102,6 +105,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         cfg: Arc<Config>,
         engines: Engines<EK, ER>,
         transport: T,
+        pd: Arc<dyn PdHandle>,
         store_meta: Arc<Mutex<StoreMeta>>,
     ) -> Result<()> {
         assert!(self.ticker.is_none(), "store system started twice");
@@ -144,6 +148,16 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
             self.logger.new(o!("system" => "apply")),
         );
         self.apply_system.spawn("apply", apply_builder).map_err(batch_err)?;
+        let (stop_checker, stop_rx) = crossbeam_channel::bounded(0);
+        let (split_checker, checker_handle) = crate::split::check::spawn(
+            engines.kv.clone(),
+            self.router.clone(),
+            cfg.coprocessor.clone(),
+            stop_rx,
+            self.logger.new(o!("worker" => "split-check")),
+        )
+        .map_err(|e| Error::InvalidRequest(format!("cannot start the split checker: {e}")))?;
+        self.split_checker = Some((stop_checker, checker_handle));
         let raft_builder = RaftPollerBuilder {
             ctx_template: PollContext {
                 cfg: cfg.clone(),
@@ -156,6 +170,10 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
                 sync_needed: false,
                 stats: self.stats.clone(),
                 store_meta,
+                router: self.router.clone(),
+                pd,
+                split_checker,
+                logger: self.logger.clone(),
             },
             logger: self.logger.new(o!("system" => "raft")),
         };
@@ -175,6 +193,10 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         }
         if let Err(e) = self.apply_system.shutdown() {
             slog::error!(self.logger, "apply poller panicked"; "err" => %e);
+        }
+        if let Some((stop, handle)) = self.split_checker.take() {
+            drop(stop);
+            let _ = handle.join();
         }
     }
 }

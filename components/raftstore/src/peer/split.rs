@@ -1,0 +1,372 @@
+//! Splitting a region, on the peer's side.
+//!
+//! 1. **Start** (leader only): a split request (the `SplitRegion` RPC, or the split checker)
+//!    names keys and the epoch they were chosen under. The keys are checked against the region,
+//!    then PD allocates one region id and one peer id per peer for each key (asynchronously);
+//!    its answer comes back as a BatchSplit admin command through the router.
+//! 2. **Propose**: the admin command is checked like any command (leader, epoch: version and
+//!    conf_ver), the round's batched writes are proposed first (they were checked against the
+//!    current range), then the split, and the split is remembered as the pending epoch change.
+//! 3. **Proposal checker**: while that split is proposed but not applied, commands that depend
+//!    on the range (writes, further splits) are held rather than proposed: proposed behind the
+//!    split they would carry an epoch the split invalidates. When the split resolves (applied,
+//!    overwritten, or leadership lost) the held commands are checked again from the start, so
+//!    each gets the answer it would have got after the split: usually `EpochNotMatch` with the
+//!    new regions, or a plain success if the split failed.
+//! 4. **Apply** (every replica, `apply::split`): new regions' state and the shrunk original are
+//!    written atomically; the apply result carries the new regions.
+//! 5. **Create**: the peer shrinks its range, creates a peer and an apply FSM for each new
+//!    region, registers them, hands them any election messages that arrived before them (see
+//!    `StoreMeta::pending_msgs`), and, if it leads the original, makes each new peer campaign
+//!    at once and tells PD (`ReportBatchSplit` plus a heartbeat per region).
+//!
+//! The split checker (`split::check`) runs on a leader's tick when enough was written since
+//! the last check; its result comes back as `SplitCheckResult`.
+
+use engine_traits::{KvEngine, RaftEngine};
+use proto::metapb;
+use proto::raft_cmdpb::{
+    AdminCmdType, AdminRequest, BatchSplitRequest, RaftCmdRequest, RaftRequestHeader, SplitRequest,
+};
+use slog::{debug, info, o, warn};
+use util::{LogIndex, RegionId, Term};
+
+use super::fsm::PeerFsm;
+use super::storage::PeerStorage;
+use super::{Peer, Snap};
+use crate::apply::{ApplyFsm, SplitResult};
+use crate::callback::Callback;
+use crate::error::{Error, Result};
+use crate::msg::{PeerMsg, RaftCommand, SplitSource};
+use crate::pd::RegionHeartbeat;
+use crate::split::check::SplitCheckTask;
+use crate::store::PollContext;
+use crate::transport::Transport;
+use crate::util::{epoch, find_peer, validate_split_keys};
+
+/// An epoch-changing admin command proposed and not yet applied, and the commands held
+/// behind it (step 3 of the module doc).
+pub(super) struct PendingEpochChange<S> {
+    pub index: LogIndex,
+    pub term: Term,
+    pub held: Vec<RaftCommand<S>>,
+}
+
+/// Size bookkeeping for split checks.
+#[derive(Debug, Default)]
+pub(super) struct SizeTracker {
+    /// Bytes written since the last check.
+    pub diff_hint: u64,
+    /// A check was scheduled and has not answered yet.
+    pub checking: bool,
+    pub approximate_size: Option<u64>,
+    pub approximate_keys: Option<u64>,
+    /// Raft ticks since the peer started, to derive the split-check tick.
+    pub ticks: u64,
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Step 1: a request to split at `split_keys`.
+    pub fn on_split_region<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        region_epoch: metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+        callback: Callback<Snap<EK>>,
+        source: SplitSource,
+    ) {
+        if let Err(e) = self.check_split_request(ctx, &region_epoch, &split_keys) {
+            debug!(self.logger, "split refused"; "err" => %e, "source" => ?source);
+            return callback.invoke_with_error(e.into_region_error());
+        }
+        info!(self.logger, "asking PD for split ids"; "keys" => split_keys.len(), "source" => ?source);
+        let region = self.region().clone();
+        let router = ctx.router.clone();
+        let me = self.meta.clone();
+        let right_derive = ctx.cfg.right_derive_when_split;
+        let count = split_keys.len() as u32;
+        ctx.pd.ask_batch_split(
+            region.clone(),
+            count,
+            Box::new(move |ids| {
+                let ids = match ids {
+                    Ok(ids) if ids.len() == split_keys.len() => ids,
+                    Ok(ids) => {
+                        let e = Error::Pd(format!("asked {count} split ids, got {}", ids.len()));
+                        return callback.invoke_with_error(e.into_region_error());
+                    }
+                    Err(e) => return callback.invoke_with_error(Error::Pd(e).into_region_error()),
+                };
+                let requests = split_keys
+                    .into_iter()
+                    .zip(ids)
+                    .map(|(split_key, id)| SplitRequest {
+                        split_key,
+                        new_region_id: id.new_region_id,
+                        new_peer_ids: id.new_peer_ids,
+                        ..Default::default()
+                    })
+                    .collect();
+                let req = RaftCmdRequest {
+                    header: Some(RaftRequestHeader {
+                        region_id: region.id,
+                        peer: Some(me),
+                        region_epoch: region.region_epoch,
+                        ..Default::default()
+                    }),
+                    admin_request: Some(AdminRequest {
+                        cmd_type: AdminCmdType::BatchSplit as i32,
+                        splits: Some(BatchSplitRequest {
+                            requests,
+                            right_derive,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                router.send_command(req, callback);
+            }),
+        );
+    }
+
+    fn check_split_request<T>(
+        &self,
+        ctx: &PollContext<EK, ER, T>,
+        region_epoch: &metapb::RegionEpoch,
+        split_keys: &[Vec<u8>],
+    ) -> Result<()> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let current = epoch(self.region());
+        if region_epoch.version != current.version {
+            return Err(self.epoch_not_match(
+                ctx,
+                format!(
+                    "split asked under version {}, region has {current:?}",
+                    region_epoch.version
+                ),
+            ));
+        }
+        if split_keys.len() > crate::apply::split::SPLIT_KEYS_MAX {
+            return Err(Error::InvalidRequest(format!(
+                "{} split keys; at most {} per split",
+                split_keys.len(),
+                crate::apply::split::SPLIT_KEYS_MAX
+            )));
+        }
+        validate_split_keys(split_keys, self.region())
+    }
+
+    /// `EpochNotMatch` with this region and its neighbours on this store, so a client whose
+    /// cache predates a split learns the parts (TiKV sends the same).
+    pub(super) fn epoch_not_match<T>(
+        &self,
+        ctx: &PollContext<EK, ER, T>,
+        message: String,
+    ) -> Error {
+        let mut current_regions = vec![self.region().clone()];
+        current_regions.extend(ctx.store_meta.lock().neighbours(self.region()));
+        Error::EpochNotMatch { message, current_regions }
+    }
+
+    /// Step 2: proposes a checked BatchSplit admin command.
+    pub(super) fn propose_split<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        req: RaftCmdRequest,
+        cb: Callback<Snap<EK>>,
+    ) {
+        let admin = req.admin_request.as_ref().expect("classified as admin");
+        let keys: Vec<Vec<u8>> =
+            admin.splits.iter().flat_map(|s| &s.requests).map(|r| r.split_key.clone()).collect();
+        if let Err(e) = validate_split_keys(&keys, self.region()) {
+            return cb.invoke_with_error(e.into_region_error());
+        }
+        // Writes batched this round were checked against the current range: they go first.
+        self.propose_batch(ctx);
+        let Some(index) = self.propose_entry(ctx, &req, vec![(cb, 0)]) else { return };
+        self.pending_epoch_change =
+            Some(PendingEpochChange { index, term: self.term(), held: Vec::new() });
+    }
+
+    /// Step 3: holds `cmd` if an epoch change is pending and `cmd` depends on the range;
+    /// gives it back otherwise.
+    pub(super) fn hold_if_epoch_changing<T>(
+        &mut self,
+        ctx: &PollContext<EK, ER, T>,
+        cmd: RaftCommand<Snap<EK>>,
+    ) -> Option<RaftCommand<Snap<EK>>> {
+        let Some(pending) = self.pending_epoch_change.as_mut() else { return Some(cmd) };
+        if pending.held.len() >= ctx.cfg.max_pending_proposals {
+            // The client backs off and retries; by then the split has applied.
+            cmd.callback.invoke_with_error(Error::StaleCommand.into_region_error());
+            return None;
+        }
+        pending.held.push(cmd);
+        None
+    }
+
+    /// Step 3: once the pending epoch change is applied, overwritten, or leadership is lost,
+    /// the held commands are handled again from the start.
+    pub(super) fn maybe_resolve_epoch_change<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+    ) {
+        let Some(p) = &self.pending_epoch_change else { return };
+        let resolved = self.applied_index() >= p.index
+            || !self.is_leader()
+            || self.term() != p.term
+            || self.epoch_change_dropped;
+        if !resolved {
+            return;
+        }
+        self.epoch_change_dropped = false;
+        let p = self.pending_epoch_change.take().expect("checked above");
+        if !p.held.is_empty() {
+            debug!(self.logger, "re-checking commands held behind a split"; "count" => p.held.len());
+        }
+        for cmd in p.held {
+            self.on_command(ctx, cmd);
+        }
+    }
+
+    /// Step 5: the split applied; create the new regions' peers.
+    pub(super) fn on_ready_split<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        res: SplitResult,
+    ) {
+        let SplitResult { derived, regions, skipped } = res;
+        let was_leader = self.is_leader();
+        info!(self.logger, "region split";
+            "start" => %derived.start_key.escape_ascii(), "end" => %derived.end_key.escape_ascii(),
+            "new_regions" => regions.len() - 1, "leader" => was_leader);
+        self.raft_group.mut_store().set_region(derived.clone());
+        for p in &derived.peers {
+            self.peer_cache.insert(p.id, p.clone());
+        }
+        // The size is unknown now: measure again soon.
+        self.size.approximate_size = None;
+        self.size.approximate_keys = None;
+        self.size.diff_hint = ctx.cfg.split_check_diff();
+        let mut wake = Vec::new();
+        {
+            let mut meta = ctx.store_meta.lock();
+            meta.set_region(derived.clone());
+            for r in regions.iter().filter(|r| r.id != derived.id) {
+                let id = RegionId(r.id);
+                if skipped.contains(&id) {
+                    warn!(self.logger, "new region already exists here; not created"; "new_region_id" => r.id);
+                    continue;
+                }
+                // Registered under the meta lock: whoever sees the region in the meta finds
+                // its mailbox too (the store FSM relies on it).
+                if let Err(e) = self.create_split_peer(ctx, r, was_leader) {
+                    // The split is durable; failing to load what it wrote is a broken engine.
+                    panic!("region {}: cannot create split region {}: {e}", self.region_id, r.id);
+                }
+                meta.set_region(r.clone());
+                wake.push((id, meta.take_pending_msgs(id)));
+            }
+        }
+        for (id, msgs) in wake {
+            for m in msgs {
+                let _ = ctx.router.send(id, PeerMsg::RaftMessage(Box::new(m)));
+            }
+            let _ = ctx.router.send(id, PeerMsg::Wake);
+        }
+        if was_leader {
+            ctx.pd.report_batch_split(regions);
+            self.heartbeat_pd(ctx);
+        }
+    }
+
+    fn create_split_peer<T>(
+        &self,
+        ctx: &PollContext<EK, ER, T>,
+        region: &metapb::Region,
+        campaign: bool,
+    ) -> Result<()> {
+        let meta = find_peer(region, ctx.store_id).cloned().ok_or_else(|| {
+            Error::InvalidRequest(format!("split region {} has no peer here", region.id))
+        })?;
+        let logger = ctx.logger.new(o!("region_id" => region.id, "peer_id" => meta.id));
+        let storage = PeerStorage::load(ctx.engines.clone(), region.clone(), logger.clone())?;
+        let apply_state = storage.apply_state().clone();
+        let applied_term = Term(apply_state.commit_term);
+        let mut peer = Peer::new(&ctx.cfg, meta, storage, logger.clone())?;
+        // The new region's first check comes soon: a big region may need several splits.
+        peer.size.diff_hint = ctx.cfg.split_check_diff();
+        if campaign {
+            // The original's leader leads the new regions too, without waiting for an
+            // election timeout (the other replicas may not have applied the split yet; their
+            // votes are kept for them, see `StoreMeta::pending_msgs`).
+            if let Err(e) = peer.raft_group.campaign() {
+                warn!(logger, "campaign failed"; "err" => %e);
+            }
+        }
+        let (tx, rx) = ctx.apply_router.create_inbox();
+        let apply = ApplyFsm::new(region.clone(), apply_state, applied_term, rx, logger);
+        ctx.apply_router.register(region.id, tx, Box::new(apply));
+        let (tx, rx) = ctx.router.inner().create_inbox();
+        ctx.router.inner().register(region.id, tx, Box::new(PeerFsm::new(peer, rx)));
+        Ok(())
+    }
+
+    /// Tells PD about this region, if this peer leads it.
+    pub(super) fn heartbeat_pd<T>(&self, ctx: &PollContext<EK, ER, T>) {
+        if !self.is_leader() {
+            return;
+        }
+        ctx.pd.region_heartbeat(RegionHeartbeat {
+            region: self.region().clone(),
+            leader: self.meta.clone(),
+            approximate_size: self.size.approximate_size,
+            approximate_keys: self.size.approximate_keys,
+        });
+    }
+
+    /// The split-check tick: a leader whose region grew enough since the last check asks the
+    /// split checker to measure it.
+    pub(super) fn on_split_check_tick<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
+        if !self.is_leader()
+            || self.size.checking
+            || self.pending_epoch_change.is_some()
+            || self.size.diff_hint < ctx.cfg.split_check_diff()
+        {
+            return;
+        }
+        let task = SplitCheckTask { region: self.region().clone() };
+        if ctx.split_checker.try_send(task).is_ok() {
+            self.size.checking = true;
+            self.size.diff_hint = 0;
+        }
+        // Full: the checker is behind; try again next tick.
+    }
+
+    pub(super) fn on_split_check_result<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        region_epoch: metapb::RegionEpoch,
+        split_keys: Vec<Vec<u8>>,
+        approximate_size: u64,
+        approximate_keys: u64,
+    ) {
+        self.size.checking = false;
+        if region_epoch.version != epoch(self.region()).version {
+            return; // measured before a split; the next check measures the new range
+        }
+        self.size.approximate_size = Some(approximate_size);
+        self.size.approximate_keys = Some(approximate_keys);
+        if split_keys.is_empty() || !self.is_leader() {
+            return;
+        }
+        // Check again next tick if this split does not happen (PD unreachable, lost
+        // leadership); a split that happens resets it anyway.
+        self.size.diff_hint = ctx.cfg.split_check_diff();
+        let cb = Callback::none(self.region_id);
+        self.on_split_region(ctx, region_epoch, split_keys, cb, SplitSource::SizeCheck);
+    }
+}
