@@ -96,3 +96,60 @@ fn ctl_reports_an_unreachable_pd_clearly() {
     assert!(!ok);
     assert!(err.contains("cannot reach PD"), "{err}");
 }
+
+#[test]
+fn ctl_splits_regions_and_refuses_bad_keys() {
+    let cluster = TestCluster::start(3);
+    wait_for("the cluster to accept writes", Duration::from_secs(60), || {
+        ctl(&cluster.pd_addr, &["put", "a", "1"]).0.then_some(())
+    });
+    for k in ["c", "m", "x"] {
+        ctl_ok(&cluster, &["put", k, k]);
+    }
+    let regions = ctl_json(&cluster, &["region", "split", "--key", "m"]);
+    let bounds: Vec<(&str, &str)> = regions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["start_key"].as_str().unwrap(), r["end_key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(bounds, [("", "m"), ("m", "")]);
+    assert_eq!(regions[0]["version"], 2);
+    let left_id = regions[0]["id"].as_u64().unwrap();
+
+    // Several keys at once, naming the region.
+    let regions = ctl_json(
+        &cluster,
+        &["region", "split", "--region", &left_id.to_string(), "--key", "d", "--key", "g"],
+    );
+    assert_eq!(regions.as_array().unwrap().len(), 3);
+
+    // Bad keys: a clear error, nothing split.
+    for (args, expect) in [
+        (vec!["--key", "t", "--key", "p"], "sorted"),
+        (vec!["--key", "p", "--key", "p"], "distinct"),
+        (vec!["--key", "m"], "start of region"),
+        (vec!["--key", "b", "--key", "z"], "span regions"),
+        (vec!["--region", &left_id.to_string(), "--key", "z"], "not in region"),
+    ] {
+        let (ok, _, err) = ctl(&cluster.pd_addr, &[&["region", "split"], &args[..]].concat());
+        assert!(!ok, "split {args:?} succeeded");
+        assert!(err.contains(expect), "split {args:?}: {err}");
+    }
+
+    // PD routes by the new layout (reported at the split, then by heartbeats) and the data
+    // is all there.
+    wait_for("PD to know every part with a leader", Duration::from_secs(30), || {
+        let regions = ctl_json(&cluster, &["region", "list"]);
+        let r = regions.as_array()?;
+        (r.len() == 4 && r.iter().all(|r| !r["leader"].is_null())).then_some(())
+    });
+    for k in ["a", "c", "m", "x"] {
+        let got = ctl_json(&cluster, &["get", k]);
+        assert_eq!(got["found"], true, "{k}");
+    }
+    ctl_ok(&cluster, &["put", "e", "after-split"]);
+    assert_eq!(ctl_ok(&cluster, &["get", "e"]).trim(), "after-split");
+    let shown = ctl_json(&cluster, &["region", "show", "--key", "e"]);
+    assert_eq!((shown["start_key"].as_str(), shown["end_key"].as_str()), (Some("d"), Some("g")));
+}

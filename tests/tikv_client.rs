@@ -32,10 +32,20 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fresh cluster gets to elect a leader and serve its first write.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Tests that load the machine heavily run alone: the client's 2 s RPC deadline, under a
+/// loaded machine, can turn an applied compare-and-swap into a retry that then fails.
+static HEAVY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+enum Turn {
+    Shared(#[allow(dead_code)] tokio::sync::RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] tokio::sync::RwLockWriteGuard<'static, ()>),
+}
+
 /// A cluster and an official client connected to its PD.
 struct Env {
     cluster: TestCluster,
     client: RawClient,
+    _turn: Turn,
 }
 
 impl Env {
@@ -47,14 +57,24 @@ impl Env {
     /// the store binds it; the store then exits at start-up. Such a cluster is discarded and
     /// a new one started on fresh ports, a bounded number of times.
     async fn start() -> Env {
+        Self::start_with(Turn::Shared(HEAVY.read().await), "").await
+    }
+
+    /// As [`Env::start`], with `extra` TOML sections for the stores, and no other test
+    /// running meanwhile.
+    async fn start_alone(extra: &str) -> Env {
+        Self::start_with(Turn::Exclusive(HEAVY.write().await), extra).await
+    }
+
+    async fn start_with(turn: Turn, extra: &str) -> Env {
         const ATTEMPTS_MAX: usize = 3;
         for attempt in 1..=ATTEMPTS_MAX {
             let started = Instant::now();
-            let mut cluster = TestCluster::start(3);
+            let mut cluster = TestCluster::start_with(3, extra);
             match Self::connect(&mut cluster).await {
                 Ok(client) => {
                     eprintln!("cluster serving after {:?} (attempt {attempt})", started.elapsed());
-                    return Env { cluster, client };
+                    return Env { cluster, client, _turn: turn };
                 }
                 Err(exited) if attempt < ATTEMPTS_MAX => {
                     eprintln!(
@@ -783,4 +803,47 @@ async fn one_mebibyte_values() {
     assert_eq!(env.ok("get batch-deleted big", c.get(big_key(11))).await, None);
     let got = env.ok("get remaining big", c.get(big_key(12))).await.map(B);
     assert_eq!(got, Some(B(noise(12, MIB))));
+}
+
+/// The client follows splits: 200,000 keys written into a cluster that splits every ~256 KiB
+/// are all read back, through batch gets and scans that cross region boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_thousand_keys_across_auto_splits() {
+    const N: u32 = 200_000;
+    const CHUNK: u32 = 10_000;
+    let env = Env::start_alone("[coprocessor]\nregion-split-size = \"256KiB\"\n").await;
+    let c = &env.client;
+    let k = |i: u32| key(&format!("many/{i:06}"));
+    let v = |i: u32| key(&format!("value-{i:06}-{}", "y".repeat((i % 17) as usize)));
+    for start in (0..N).step_by(CHUNK as usize) {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (start..start + CHUNK).map(|i| (k(i), v(i))).collect();
+        env.ok("batch_put 10k", c.batch_put(pairs)).await;
+    }
+    // About 10 MB of data over a 384 KiB maximum: the region splits many times.
+    let pd = pd_client::PdClient::connect(
+        vec![env.cluster.pd_addr.clone()],
+        Duration::from_secs(5),
+        slog::Logger::root(slog::Discard, slog::o!()),
+    )
+    .await
+    .expect("connect to PD");
+    env.wait_until("the cluster to split", Duration::from_secs(120), || async {
+        pd.scan_regions(b"", b"", 10_000).await.map(|r| r.len()).unwrap_or(0) >= 16
+    })
+    .await;
+    for start in (0..N).step_by(CHUNK as usize) {
+        let keys: Vec<Vec<u8>> = (start..start + CHUNK).map(k).collect();
+        let got = env.ok("batch_get 10k", c.batch_get(keys)).await;
+        let want: Pairs = (start..start + CHUNK).map(|i| (B(k(i)), B(v(i)))).collect();
+        assert_eq!(sorted_pairs(got), want, "keys from {start}");
+    }
+    // Scans crossing region boundaries (none of them reaches the last region).
+    for start in [0, 61_234, 150_000] {
+        let got = pairs(env.ok("scan 5k", c.scan(k(start)..k(start + 5_000), 5_000)).await);
+        let want: Pairs = (start..start + 5_000).map(|i| (B(k(i)), B(v(i)))).collect();
+        assert_eq!(got, want, "scan from {start}");
+    }
+    for i in [0, 1, 99_999, 199_999] {
+        assert_eq!(env.ok("get", c.get(k(i))).await, Some(v(i)), "key {i}");
+    }
 }

@@ -77,6 +77,18 @@ enum RegionCmd {
         #[arg(long)]
         key: String,
     },
+    /// Split a region at one or more keys (sorted, in one region, not its start key).
+    Split {
+        /// A split key; repeat for several.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// The region to split (checked against the keys); default: the one holding the keys.
+        #[arg(long)]
+        region: Option<u64>,
+        /// The keys are hex (for binary keys).
+        #[arg(long)]
+        hex: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -101,6 +113,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{text:?} is not an even number of hex digits");
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(Into::into))
+        .collect()
 }
 
 fn show(bytes: &[u8]) -> String {
@@ -301,6 +323,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     "ID", "START", "END", "EPOCH", "PEERS", "LEADER"
                 );
                 println!("{}", region_row(&r));
+            }
+        }
+        Cmd::Region { cmd: RegionCmd::Split { keys, region, hex } } => {
+            let keys = keys
+                .iter()
+                .map(|k| if hex { parse_hex(k) } else { Ok(k.as_bytes().to_vec()) })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let regions = client.split_region(region, keys).await?;
+            if args.json {
+                let rows: Vec<_> = regions
+                    .iter()
+                    .map(|r| {
+                        let e = r.region_epoch.unwrap_or_default();
+                        json!({"id": r.id, "start_key": show(&r.start_key), "end_key": show(&r.end_key),
+                            "conf_ver": e.conf_ver, "version": e.version})
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!("{:<10} {:<18} {:<18} {}", "ID", "START", "END", "EPOCH");
+                for r in &regions {
+                    let e = r.region_epoch.unwrap_or_default();
+                    println!(
+                        "{:<10} {:<18} {:<18} {}/{}",
+                        r.id,
+                        show(&r.start_key),
+                        show(&r.end_key),
+                        e.conf_ver,
+                        e.version
+                    );
+                }
+                println!("(split into {} regions)", regions.len());
             }
         }
         Cmd::Cluster { cmd: ClusterCmd::Status } => {

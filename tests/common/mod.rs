@@ -90,6 +90,7 @@ raft-election-timeout-ticks = 10
 raft-store-max-leader-lease = "400ms"
 store-pool-size = 1
 apply-pool-size = 1
+split-region-check-tick-interval = "200ms"
 [rocksdb]
 block-cache-size = "16MiB"
 [raftdb]
@@ -111,8 +112,14 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(stores: usize) -> TestCluster {
+        Self::start_with(stores, "")
+    }
+
+    /// As [`TestCluster::start`], with `extra` TOML appended to the stores' config (whole
+    /// sections not already in it, such as `[coprocessor]`).
+    pub fn start_with(stores: usize, extra: &str) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("store.toml"), STORE_CONFIG).unwrap();
+        std::fs::write(dir.path().join("store.toml"), format!("{STORE_CONFIG}\n{extra}")).unwrap();
         let pd_addr = format!("127.0.0.1:{}", free_port());
         let mut c = TestCluster {
             pd: Proc { child: None, name: "pd".into() },

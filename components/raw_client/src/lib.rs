@@ -205,6 +205,71 @@ impl RawClient {
         .await
     }
 
+    /// Splits the region holding `keys[0]` at `keys` (sorted, distinct, all in that region)
+    /// and returns every resulting region in key order. With `region_id`, the keys must lie in
+    /// that region. Invalid keys are an error at once; region errors are retried as for data.
+    pub async fn split_region(
+        &self,
+        region_id: Option<u64>,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<Vec<metapb::Region>> {
+        let first = keys.first().ok_or_else(|| Error::Server("no split key".into()))?.clone();
+        // Fresh routing: a split is rarely repeated, and a stale cache would only cost a retry.
+        let info =
+            self.pd.get_region(&first).await?.ok_or_else(|| Error::NoRegion(first.clone()))?;
+        if let Some(id) = region_id {
+            if info.region.id != id {
+                let Some(r) = self.pd.get_region_by_id(id).await? else {
+                    return Err(Error::Server(format!("PD knows no region {id}")));
+                };
+                return Err(Error::Server(format!(
+                    "key \"{}\" is not in region {id} [\"{}\", \"{}\") but in region {}",
+                    first.escape_ascii(),
+                    r.region.start_key.escape_ascii(),
+                    r.region.end_key.escape_ascii(),
+                    info.region.id
+                )));
+            }
+        }
+        if let Some(k) = keys.iter().find(|k| !key_in(k, &info.region)) {
+            return Err(Error::Server(format!(
+                "split keys span regions: \"{}\" is outside region {} [\"{}\", \"{}\"); split each region separately",
+                k.escape_ascii(),
+                info.region.id,
+                info.region.start_key.escape_ascii(),
+                info.region.end_key.escape_ascii()
+            )));
+        }
+        self.with_leader(&first, |mut c, ctx, _| {
+            let req = kvrpcpb::SplitRegionRequest {
+                context: Some(ctx),
+                split_keys: keys.clone(),
+                is_raw_kv: true,
+                ..Default::default()
+            };
+            async move {
+                match c.split_region(req).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        Ok(match r.region_error {
+                            Some(e) => Attempt::Retry(e),
+                            None => Attempt::Done(r.regions),
+                        })
+                    }
+                    // The request itself is wrong, or PD cannot allocate ids: final.
+                    Err(s)
+                        if s.code() == tonic::Code::InvalidArgument
+                            || s.code() == tonic::Code::Unavailable =>
+                    {
+                        Err(Error::Server(s.message().to_owned()))
+                    }
+                    Err(s) => Err(Error::Grpc(s)),
+                }
+            }
+        })
+        .await
+    }
+
     pub async fn delete(&self, key: &[u8]) -> Result<()> {
         self.with_leader(key, |mut c, ctx, _| {
             let req = kvrpcpb::RawDeleteRequest {
