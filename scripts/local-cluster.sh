@@ -2,7 +2,8 @@
 # Runs a local cluster: one regionstore-pd and three regionstore-server processes on loopback,
 # data under ./data/local-cluster (kept between runs: running it again restarts the same
 # cluster), logs next to the data. Waits until the cluster serves, prints how to use it, and
-# stops everything cleanly (SIGTERM) on Ctrl-C.
+# stops everything cleanly (SIGTERM) on Ctrl-C. STORE_CONFIG names the stores' config file
+# (default etc/config-template.toml).
 set -euo pipefail
 
 BIN=${BIN:?BIN must point at the directory of the release binaries}
@@ -24,7 +25,7 @@ trap 'exit 0' INT TERM
 "$BIN/regionstore-pd" --addr "$PD_ADDR" --data-dir "$DATA/pd" 2>>"$DATA/pd.log" &
 pids+=($!)
 for i in 1 2 3; do
-    "$BIN/regionstore-server" --config etc/config-template.toml --pd "$PD_ADDR" \
+    "$BIN/regionstore-server" --config "${STORE_CONFIG:-etc/config-template.toml}" --pd "$PD_ADDR" \
         --addr "127.0.0.1:2016$i" --status-addr "127.0.0.1:2018$i" \
         --data-dir "$DATA/store-$i" 2>>"$DATA/store-$i.log" &
     pids+=($!)

@@ -16,6 +16,12 @@
 //!   per client and op kind, merged at the end; nothing grows with the run's length but the
 //!   per-second progress counts (≤ `SECS_MAX` + op timeout entries).
 //!
+//! Two extras for watching splits: `--track-regions` samples PD's region count every second
+//! and reports throughput per region count (run against a cluster with a small
+//! `coprocessor.region-split-size` to watch auto split); `--split-latency N` replaces the load
+//! with N manual splits, timing each until both halves serve a write and until PD routes by
+//! the new layout.
+//!
 //! Keys are `<key-prefix><index, 10 digits>`, indexes uniform in `[0, key-space)` from a
 //! splitmix64 stream per client seeded by `--seed` and the client's number: the same seed gives
 //! the same key and op sequence per client (not the same interleaving). Only successful requests
@@ -101,6 +107,15 @@ struct Args {
     /// No per-second progress lines on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Also sample PD's region count every second (progress lines and report): for watching
+    /// throughput while the cluster splits.
+    #[arg(long)]
+    track_regions: bool,
+    /// Instead of a load: split this many times (at keys spread over the key space, through
+    /// the SplitRegion RPC) and time each split until both halves took a write and until PD
+    /// routes by the new layout. Runs alone, one split at a time.
+    #[arg(long)]
+    split_latency: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -130,6 +145,10 @@ impl Args {
         ensure!((1..=SECS_MAX).contains(&self.secs), "--secs must be in 1..={SECS_MAX}");
         ensure!(self.warmup_secs <= SECS_MAX, "--warmup-secs must be at most {SECS_MAX}");
         ensure!(self.ops != Some(0), "--ops must be at least 1");
+        ensure!(
+            self.split_latency.is_none_or(|n| (1..=1000).contains(&n)),
+            "--split-latency must be in 1..=1000"
+        );
         ensure!(
             (1..=KEY_SPACE_MAX).contains(&self.key_space),
             "--key-space must be in 1..={KEY_SPACE_MAX}"
@@ -243,6 +262,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         errors: AtomicU64::new(0),
     });
     let cluster = describe_cluster(shared.client.pd()).await?;
+    if let Some(n) = args.split_latency {
+        return split_latency(&shared, n, args.json).await;
+    }
     if !args.json {
         print_header(&args, &cluster);
     }
@@ -261,13 +283,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ops_max: args.ops.unwrap_or(u64::MAX),
     };
     let (stop_progress, stopped) = tokio::sync::oneshot::channel();
-    let progress = tokio::spawn(progress(shared.clone(), stopped, !args.quiet));
+    let progress = tokio::spawn(progress(shared.clone(), stopped, !args.quiet, args.track_regions));
     let tally = run_phase(&shared, &args, phase, 2).await;
     let elapsed = started.elapsed();
     // The progress task ends when told to (or when the sender is dropped), returning its counts.
     let _ = stop_progress.send(());
-    let per_second = progress.await.expect("progress task panicked");
-    let report = Report { elapsed, tally, prefill, cluster, per_second };
+    let (per_second, regions_per_second) = progress.await.expect("progress task panicked");
+    let report = Report { elapsed, tally, prefill, cluster, per_second, regions_per_second };
     if args.json {
         println!("{}", report.json(&args));
     } else {
@@ -360,13 +382,83 @@ async fn prefill(shared: &Arc<Shared>, clients: usize) -> anyhow::Result<Prefill
     Ok(PrefillStats { keys: shared.key_space, elapsed: started.elapsed() })
 }
 
+/// `--split-latency n`: splits at `n` keys spread over the key space, one at a time, each time
+/// measuring (a) the SplitRegion call, (b) until a put to each half succeeded (the client
+/// follows the split through PD), (c) until PD's GetRegion returns the new right half with a
+/// leader.
+async fn split_latency(shared: &Arc<Shared>, n: u32, json: bool) -> anyhow::Result<()> {
+    let new_hist =
+        || Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid bounds");
+    let (mut call, mut serve, mut routed) = (new_hist(), new_hist(), new_hist());
+    let step = shared.key_space / (u64::from(n) + 1);
+    ensure!(step >= 2, "--key-space must be well above --split-latency");
+    for i in 1..=u64::from(n) {
+        let at = shared.key(i * step);
+        let (left, right) = (shared.key(i * step - 1), shared.key(i * step + 1));
+        let started = Instant::now();
+        shared
+            .client
+            .split_region(None, vec![at.clone()])
+            .await
+            .with_context(|| format!("split at {}", String::from_utf8_lossy(&at)))?;
+        call.saturating_record(started.elapsed().as_micros() as u64);
+        let (l, r) = tokio::join!(
+            shared.client.put(&left, &shared.value),
+            shared.client.put(&right, &shared.value)
+        );
+        l.context("put left of the split")?;
+        r.context("put right of the split")?;
+        serve.saturating_record(started.elapsed().as_micros() as u64);
+        loop {
+            let info = shared.client.pd().get_region(&at).await?;
+            if info.is_some_and(|r| r.region.start_key == at && r.leader.is_some()) {
+                break;
+            }
+            ensure!(started.elapsed() < Duration::from_secs(60), "PD never learned the split");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        routed.saturating_record(started.elapsed().as_micros() as u64);
+    }
+    let row = |h: &Histogram<u64>| {
+        json!({"p50": ms(h.value_at_quantile(0.5)), "p99": ms(h.value_at_quantile(0.99)),
+            "max": ms(h.max()), "mean": h.mean() / 1e3})
+    };
+    if json {
+        println!(
+            "{}",
+            json!({"splits": n, "split_call_ms": row(&call), "both_halves_serve_ms": row(&serve),
+                "pd_routes_ms": row(&routed)})
+        );
+    } else {
+        println!("{n} splits, one at a time (ms from the SplitRegion call):");
+        println!("{:<24} {:>8} {:>8} {:>8} {:>8}", "", "mean", "p50", "p99", "max");
+        for (name, h) in [
+            ("split answered", &call),
+            ("both halves serve", &serve),
+            ("PD routes the new half", &routed),
+        ] {
+            println!(
+                "{name:<24} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                h.mean() / 1e3,
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.max())
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Counts answered requests in each whole second until `stop` fires (the partial last second
-/// is left out) and prints each count to stderr if `print`.
+/// is left out) and prints each count to stderr if `print`; with `regions`, also PD's region
+/// count at each second.
 async fn progress(
     shared: Arc<Shared>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     print: bool,
-) -> Vec<u64> {
+    regions: bool,
+) -> (Vec<u64>, Vec<usize>) {
+    let mut region_counts = Vec::new();
     let second = Duration::from_secs(1);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
     // A late tick (2 busy cores) is not made up for with a burst; the rate divides by the time
@@ -381,7 +473,7 @@ async fn progress(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = &mut stop => return per_second,
+            _ = &mut stop => return (per_second, region_counts),
         }
         let now = (
             Instant::now(),
@@ -390,8 +482,19 @@ async fn progress(
         );
         let rate = ((now.1 - last.1) as f64 / (now.0 - last.0).as_secs_f64()).round() as u64;
         per_second.push(rate);
+        let count = if regions {
+            let n = shared.client.pd().scan_regions(b"", b"", 100_000).await.map_or(0, |r| r.len());
+            region_counts.push(n);
+            format!(" {n:>5} regions")
+        } else {
+            String::new()
+        };
         if print {
-            eprintln!("{:>5} s {rate:>9} ops/s {:>6} errors", per_second.len(), now.2 - last.2);
+            eprintln!(
+                "{:>5} s {rate:>9} ops/s {:>6} errors{count}",
+                per_second.len(),
+                now.2 - last.2
+            );
         }
         last = now;
     }
@@ -552,6 +655,8 @@ struct Report {
     cluster: ClusterInfo,
     /// Answered requests per second of the measurement, whole seconds only.
     per_second: Vec<u64>,
+    /// PD's region count at each of those seconds (with --track-regions).
+    regions_per_second: Vec<usize>,
 }
 
 /// Milliseconds with two decimals, from microseconds.
@@ -611,6 +716,18 @@ impl Report {
         for (kind, e) in &self.tally.errors {
             println!("  {kind}: {} (first: {})", e.count, e.samples.join(" | "));
         }
+        if !self.regions_per_second.is_empty() {
+            // Throughput by region count: each second is attributed to the count at its end.
+            let mut by_count: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+            for (&n, &rate) in self.regions_per_second.iter().zip(&self.per_second) {
+                by_count.entry(n).or_default().push(rate);
+            }
+            println!("{:>8} {:>8} {:>12}", "regions", "seconds", "median ops/s");
+            for (n, mut rates) in by_count {
+                rates.sort_unstable();
+                println!("{n:>8} {:>8} {:>12}", rates.len(), rates[rates.len() / 2]);
+            }
+        }
     }
 
     fn json(&self, args: &Args) -> serde_json::Value {
@@ -652,6 +769,7 @@ impl Report {
             "errors_by_kind": errors,
             "get_misses": self.tally.misses,
             "ops_per_sec_each_second": self.per_second,
+            "regions_each_second": self.regions_per_second,
             "prefill": self.prefill.as_ref().map(|p| json!({"keys": p.keys, "secs": p.elapsed.as_secs_f64()})),
             "cluster": {
                 "stores": self.cluster.stores,
