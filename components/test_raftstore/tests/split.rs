@@ -225,8 +225,9 @@ fn write_behind_a_pending_split_gets_the_new_layout() {
     }
 }
 
-/// Writers keep writing while the region splits several times. Every acknowledged write is
-/// read back; a write refused with EpochNotMatch never shows up.
+/// Writers keep writing (and reading back what they wrote) while the region splits several
+/// times. Every acknowledged write is readable at once and at the end; a write refused with
+/// EpochNotMatch never shows up.
 #[test]
 fn concurrent_writes_during_splits() {
     let cluster = Arc::new(cluster3());
@@ -246,18 +247,23 @@ fn concurrent_writes_during_splits() {
                 let region = cluster.region_for_key(&key);
                 let Some(leader) = cluster.leader_of(region.id) else { continue };
                 let req = cmd(header(&region, &leader), vec![put_req(&key, &value)]);
-                let entry = state.entry(key).or_insert((None, false));
+                state.entry(key.clone()).or_insert((None, false));
                 match cluster.call_command_on(leader.store_id, req, T) {
                     Ok(resp) => match resp.error() {
-                        None => *entry = (Some(value), false),
+                        None => {
+                            // Read it back at once, through whatever region holds it now.
+                            let read = cluster.get(&key).expect("read after write");
+                            assert_eq!(read.as_deref(), Some(&value[..]), "read after ack");
+                            *state.get_mut(&key).expect("inserted above") = (Some(value), false);
+                        }
                         // Refused before or at apply: not written.
                         Some(e)
                             if e.epoch_not_match.is_some()
                                 || e.key_not_in_region.is_some()
                                 || e.not_leader.is_some() => {}
-                        Some(_) => entry.1 = true,
+                        Some(_) => state.get_mut(&key).expect("inserted above").1 = true,
                     },
-                    Err(_) => entry.1 = true,
+                    Err(_) => state.get_mut(&key).expect("inserted above").1 = true,
                 }
             }
             state

@@ -21,7 +21,9 @@ use protobuf::Message as _;
 use raft::eraftpb::{Entry, Message, MessageType};
 use raft::{SnapshotStatus, StateRole};
 use slog::{debug, info, warn};
-use util::{LogIndex, StoreId};
+use util::{LogIndex, PeerId, StoreId};
+
+use crate::util::{epoch, find_peer_by_id, is_epoch_stale};
 
 use super::Peer;
 use crate::apply::{ApplyRes, ApplyTask, ExecResult};
@@ -212,6 +214,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if raft::raw_node::is_local_msg(m.get_msg_type()) {
             warn!(self.logger, "local raft message from the network"; "type" => ?m.get_msg_type());
             return;
+        }
+        // A sender with an older epoch that is not a member any more (a removed peer) must
+        // not disturb the group. A member with an older epoch is legitimate: it has not
+        // applied a split yet, and needs this group's log to do so.
+        if let Some(e) = msg.region_epoch {
+            if is_epoch_stale(&e, &epoch(self.region()))
+                && find_peer_by_id(self.region(), PeerId(from.id)).is_none()
+            {
+                debug!(self.logger, "raft message from a stale non-member dropped"; "from" => from.id);
+                return;
+            }
         }
         self.peer_cache.insert(from.id, from);
         if let Err(e) = self.raft_group.step(m) {
