@@ -387,3 +387,51 @@ fn auto_split_by_size() {
         cluster.must_get_equal(format!("k{i:04}").as_bytes(), &value);
     }
 }
+
+/// A raft message with an older epoch is heard from a member (it may not have applied a split
+/// yet) and ignored from a non-member (a removed peer must not disturb the group).
+#[test]
+fn stale_epoch_messages_from_non_members_are_ignored() {
+    use proto::raft_serverpb::RaftMessage;
+    use protobuf::Message as _;
+    use raft::eraftpb::{Message, MessageType};
+
+    let cluster = cluster3();
+    cluster.must_split(b"m");
+    let leader = cluster.wait_leader(1);
+    let region = cluster.region(1);
+    let term_of = |c: &Cluster| {
+        let resp = c
+            .call_command_on(leader.store_id, test_raftstore::util::region_leader_cmd(1), T)
+            .unwrap();
+        resp.response.header.unwrap().current_term
+    };
+    let term = term_of(&cluster);
+    // A heartbeat of a much later term: raft would make the leader follow it.
+    let heartbeat = |from: metapb::Peer| {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgHeartbeat);
+        m.from = from.id;
+        m.to = leader.id;
+        m.term = term + 5;
+        RaftMessage {
+            region_id: 1,
+            from_peer: Some(from),
+            to_peer: Some(leader.clone()),
+            message: m.write_to_bytes().unwrap(),
+            region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }), // before the split
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+            ..Default::default()
+        }
+    };
+    let router = cluster.router(leader.store_id);
+    let stranger = metapb::Peer { id: 999_999, store_id: 3, ..Default::default() };
+    router.send_raft_message(heartbeat(stranger)).unwrap();
+    // Messages and commands of one region are handled in mailbox order: the status answer
+    // comes after the heartbeat was handled.
+    assert_eq!(term_of(&cluster), term, "a stale non-member moved the term");
+    let member = region.peers.iter().find(|p| p.id != leader.id).unwrap().clone();
+    router.send_raft_message(heartbeat(member)).unwrap();
+    assert_eq!(term_of(&cluster), term + 5, "a member's message is heard despite its old epoch");
+}
