@@ -64,6 +64,11 @@ pub struct Config {
     /// True: on a split the original region id keeps the rightmost part (TiKV's default).
     pub right_derive_when_split: bool,
 
+    /// How often a leader reports its region to PD. The server fills it from
+    /// `[pd] region-heartbeat-interval`, the option users set.
+    #[serde(skip)]
+    pub region_heartbeat_interval: ReadableDuration,
+
     /// The `[coprocessor]` section (split thresholds). It is a section of its own in the
     /// config file; the binary copies it here so the raftstore gets one config.
     #[serde(skip)]
@@ -101,6 +106,7 @@ impl Default for Config {
             split_region_check_tick_interval: ReadableDuration::secs(10),
             region_split_check_diff: None,
             right_derive_when_split: true,
+            region_heartbeat_interval: ReadableDuration::secs(2),
             coprocessor: SplitConfig::default(),
         }
     }
@@ -151,8 +157,17 @@ impl Config {
 
     /// Raft base ticks between two split-check ticks (at least 1).
     pub fn split_check_ticks(&self) -> u64 {
+        self.in_base_ticks(self.split_region_check_tick_interval)
+    }
+
+    /// Raft base ticks between two region heartbeats of a leader (at least 1).
+    pub fn region_heartbeat_ticks(&self) -> u64 {
+        self.in_base_ticks(self.region_heartbeat_interval)
+    }
+
+    fn in_base_ticks(&self, d: ReadableDuration) -> u64 {
         let base = self.raft_base_tick_interval.as_duration().as_millis().max(1);
-        (self.split_region_check_tick_interval.as_duration().as_millis() / base).max(1) as u64
+        (d.as_duration().as_millis() / base).max(1) as u64
     }
 
     /// The batch-system config of the store (raft) pool.

@@ -7,7 +7,8 @@
 //! status port → heartbeat loops. Both listeners are bound before `PutStore`, so a bad address
 //! fails start-up before the store is announced; the status port answers once the raftstore
 //! runs (while the store waits for PD, connections wait in the accept backlog). Shutdown: stop
-//! gRPC, the status port, heartbeats, then the raftstore.
+//! gRPC, the status port, heartbeats, then the raftstore. Region heartbeats are not sent from
+//! here: each leader peer reports its region on a tick (and on election and split).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +19,10 @@ use parking_lot::Mutex;
 use pd_client::PdClient;
 use proto::metapb;
 use proto::pdpb;
-use proto::raft_cmdpb::{RaftCmdRequest, RaftRequestHeader, StatusCmdType, StatusRequest};
 use proto::tikvpb::tikv_server::TikvServer;
 use raftstore::{
-    bootstrap_region, bootstrap_store, create_store_system, load_store_ident, Callback, Engines,
-    RaftRouter, StoreMeta, StoreSystem,
+    bootstrap_region, bootstrap_store, create_store_system, load_store_ident, Engines, RaftRouter,
+    StoreMeta, StoreSystem,
 };
 use slog::{info, warn, Logger};
 use tokio::sync::{oneshot, watch};
@@ -124,7 +124,13 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
         .await?;
         Self::join_first_region(&engines, store_id, &pd, &logger).await?;
 
-        let raft_cfg = Arc::new(raft_cfg);
+        // Leaders report their regions on a peer tick (see `raftstore::Peer::heartbeat_pd`).
+        let raft_cfg = Arc::new(raftstore::Config {
+            region_heartbeat_interval: util::config::ReadableDuration(
+                cfg.region_heartbeat_interval,
+            ),
+            ..raft_cfg
+        });
         let (router, mut system) = create_store_system::<EK, ER>(&raft_cfg, &logger)?;
         let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
         let transport =
@@ -164,16 +170,7 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
             let status = StatusService::new(info, metrics, system.stats().clone(), meta.clone());
             crate::status::spawn(listener, Arc::new(status), stop_rx.clone(), logger.clone());
         }
-        spawn_heartbeats(
-            &cfg,
-            store_id,
-            pd,
-            router.clone(),
-            engines.kv.clone(),
-            meta.clone(),
-            stop_rx,
-            logger.clone(),
-        );
+        spawn_heartbeats(&cfg, store_id, pd, meta.clone(), stop_rx, logger.clone());
         info!(logger, "store is serving"; "addr" => %local_addr, "advertise" => advertise, "status_addr" => ?status_addr);
         Ok(Node {
             store_id,
@@ -297,23 +294,19 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn_heartbeats<EK: KvEngine, ER: RaftEngine>(
+/// The store heartbeat. (Region heartbeats come from the leaders' peers on their tick.)
+fn spawn_heartbeats(
     cfg: &NodeConfig,
     store_id: StoreId,
     pd: Arc<PdClient>,
-    router: RaftRouter<EK, ER>,
-    kv: EK,
     meta: Arc<Mutex<StoreMeta>>,
     stop: watch::Receiver<bool>,
     logger: Logger,
 ) {
     let store_every = cfg.store_heartbeat_interval;
-    let region_every = cfg.region_heartbeat_interval;
     tokio::spawn(async move {
         let start = now_secs() as u32;
         let mut store_tick = tokio::time::interval(store_every);
-        let mut region_tick = tokio::time::interval(region_every);
         let stopped = stopped(stop);
         tokio::pin!(stopped);
         loop {
@@ -328,21 +321,6 @@ fn spawn_heartbeats<EK: KvEngine, ER: RaftEngine>(
                     };
                     if let Err(e) = pd.store_heartbeat(stats).await {
                         warn!(logger, "store heartbeat failed"; "err" => %e);
-                    }
-                }
-                _ = region_tick.tick() => {
-                    let regions: Vec<metapb::Region> = meta.lock().regions().cloned().collect();
-                    for region in regions {
-                        if let Some((region, leader)) = leader_detail(&router, store_id, region.id).await {
-                            let stats = approximate_stats(&kv, &region);
-                            pd.region_heartbeat(pdpb::RegionHeartbeatRequest {
-                                region: Some(region),
-                                leader: Some(leader),
-                                approximate_size: stats.size_bytes,
-                                approximate_keys: stats.keys,
-                                ..Default::default()
-                            });
-                        }
                     }
                 }
             }
@@ -384,31 +362,4 @@ async fn bind_status(
 /// Resolves once the stop flag is raised (or its sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// The region and its leader, if this store's peer is the leader.
-async fn leader_detail<EK: KvEngine, ER: RaftEngine>(
-    router: &RaftRouter<EK, ER>,
-    store_id: StoreId,
-    region_id: u64,
-) -> Option<(metapb::Region, metapb::Peer)> {
-    let (tx, rx) = oneshot::channel();
-    let req = RaftCmdRequest {
-        header: Some(RaftRequestHeader { region_id, ..Default::default() }),
-        status_request: Some(StatusRequest {
-            cmd_type: StatusCmdType::RegionDetail as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    router.send_command(
-        req,
-        Callback::new(region_id.into(), move |r| {
-            let _ = tx.send(r.response);
-        }),
-    );
-    let resp = rx.await.ok()?;
-    let detail = resp.status_response?.region_detail?;
-    let leader = detail.leader?;
-    (leader.store_id == store_id.get()).then_some((detail.region?, leader))
 }

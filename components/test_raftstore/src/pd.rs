@@ -16,6 +16,8 @@ pub struct TestPd {
     /// Regions by id, as last reported (split reports and leader heartbeats).
     regions: Mutex<HashMap<u64, metapb::Region>>,
     split_reports: AtomicU64,
+    /// Region heartbeats received, by region id.
+    heartbeats: Mutex<HashMap<u64, u64>>,
 }
 
 impl Default for TestPd {
@@ -25,6 +27,7 @@ impl Default for TestPd {
             unavailable: AtomicBool::new(false),
             regions: Mutex::new(HashMap::new()),
             split_reports: AtomicU64::new(0),
+            heartbeats: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -37,6 +40,11 @@ impl TestPd {
     /// How many `ReportBatchSplit`s arrived.
     pub fn split_reports(&self) -> u64 {
         self.split_reports.load(Ordering::SeqCst)
+    }
+
+    /// How many heartbeats of `region_id` arrived.
+    pub fn heartbeats(&self, region_id: u64) -> u64 {
+        self.heartbeats.lock().get(&region_id).copied().unwrap_or(0)
     }
 
     /// The region as PD last heard of it.
@@ -84,6 +92,7 @@ impl PdHandle for TestPd {
     }
 
     fn region_heartbeat(&self, heartbeat: RegionHeartbeat) {
+        *self.heartbeats.lock().entry(heartbeat.region.id).or_default() += 1;
         self.record(heartbeat.region);
     }
 }

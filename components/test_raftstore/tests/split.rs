@@ -435,3 +435,22 @@ fn stale_epoch_messages_from_non_members_are_ignored() {
     router.send_raft_message(heartbeat(member)).unwrap();
     assert_eq!(term_of(&cluster), term + 5, "a member's message is heard despite its old epoch");
 }
+
+/// Leaders report their regions to PD on a tick, with the size the split checker measured.
+#[test]
+fn leaders_heartbeat_pd_periodically() {
+    let mut cfg = Config::for_tests();
+    cfg.region_heartbeat_interval = util::config::ReadableDuration::millis(50);
+    let mut cluster = Cluster::new(3, &[b"m"], cfg);
+    cluster.start();
+    for id in [1, 2] {
+        cluster.wait_leader(id);
+        let seen = cluster.pd.heartbeats(id);
+        wait_for("more heartbeats", T, || (cluster.pd.heartbeats(id) >= seen + 3).then_some(()));
+    }
+    let (left, _) = cluster.must_split(b"f");
+    wait_for("the new region's heartbeats", T, || {
+        (cluster.pd.heartbeats(left.id) >= 2).then_some(())
+    });
+    assert_eq!(cluster.pd.region(left.id).unwrap().end_key, b"f");
+}

@@ -235,8 +235,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub fn tick<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         self.raft_group.tick();
         self.size.ticks += 1;
-        if self.size.ticks % ctx.cfg.split_check_ticks() == 0 {
+        // Offset by region id, so a store's regions do not all report in the same tick.
+        let phase = self.size.ticks + self.region_id.get();
+        if phase % ctx.cfg.split_check_ticks() == 0 {
             self.on_split_check_tick(ctx);
+        }
+        if phase % ctx.cfg.region_heartbeat_ticks() == 0 {
+            self.heartbeat_pd(ctx);
         }
     }
 
