@@ -21,6 +21,9 @@ struct Inner {
     lease_reads: AtomicU64,
     read_index_reads: AtomicU64,
     proposals_dropped: AtomicU64,
+    splits_applied: AtomicU64,
+    split_checks: AtomicU64,
+    commands_held: AtomicU64,
     /// Live [`LeaderGuard`]s.
     leaders: AtomicU64,
 }
@@ -41,6 +44,12 @@ pub struct StoreStatsSnapshot {
     pub read_index_reads: u64,
     /// Proposals raft refused (not leader any more, a leader transfer in progress).
     pub proposals_dropped: u64,
+    /// Splits applied by the peers of this store (every replica counts its own).
+    pub splits_applied: u64,
+    /// Split checks the leaders of this store sent to the split checker.
+    pub split_checks: u64,
+    /// Commands held behind a proposed, not yet applied split (then checked again).
+    pub commands_held: u64,
 }
 
 #[derive(Clone, Default, Debug)]
@@ -77,6 +86,18 @@ impl StoreStats {
         self.inner.proposals_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_split_applied(&self) {
+        self.inner.splits_applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_split_check(&self) {
+        self.inner.split_checks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_command_held(&self) {
+        self.inner.commands_held.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one more leader until the guard drops. A peer takes one when raft makes it leader
     /// and drops it when it steps down or is destroyed (or dropped at shutdown), so the count
     /// cannot leak. Called on role changes only, never per request.
@@ -102,6 +123,9 @@ impl StoreStats {
             lease_reads: load(&i.lease_reads),
             read_index_reads: load(&i.read_index_reads),
             proposals_dropped: load(&i.proposals_dropped),
+            splits_applied: load(&i.splits_applied),
+            split_checks: load(&i.split_checks),
+            commands_held: load(&i.commands_held),
         }
     }
 }

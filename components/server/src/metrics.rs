@@ -22,6 +22,9 @@
 //! | `regionstore_raftstore_apply_rounds_total` | counter | |
 //! | `regionstore_raftstore_applied_commands_total` | counter | |
 //! | `regionstore_raftstore_reads_total` | counter | `kind` (`lease`, `read_index`) |
+//! | `regionstore_raftstore_splits_total` | counter | |
+//! | `regionstore_raftstore_split_checks_total` | counter | |
+//! | `regionstore_raftstore_held_commands_total` | counter | |
 //! | `regionstore_raftstore_regions` | gauge | |
 //! | `regionstore_raftstore_leaders` | gauge | |
 
@@ -228,7 +231,7 @@ struct StoreCollector {
 
 /// (name, help, variable labels) of every family [`StoreCollector`] exports, in the order
 /// `collect` builds them.
-const STORE_FAMILIES: [(&str, &str, &[&str]); 9] = [
+const STORE_FAMILIES: [(&str, &str, &[&str]); 12] = [
     (
         "regionstore_raftstore_proposals_total",
         "Client commands proposed to raft, counted when the poll round's raft write is synced.",
@@ -259,6 +262,17 @@ const STORE_FAMILIES: [(&str, &str, &[&str]); 9] = [
         "regionstore_raftstore_reads_total",
         "Reads served by the raftstore, by how leadership was confirmed (lease or read_index).",
         &["kind"],
+    ),
+    ("regionstore_raftstore_splits_total", "Splits applied by the peers of this store.", &[]),
+    (
+        "regionstore_raftstore_split_checks_total",
+        "Region size checks sent to the split checker by this store's leaders.",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_held_commands_total",
+        "Commands held behind a proposed split, then checked again.",
+        &[],
     ),
     ("regionstore_raftstore_regions", "Regions with a peer on this store.", &[]),
     ("regionstore_raftstore_leaders", "Regions whose peer on this store is the raft leader.", &[]),
@@ -304,6 +318,9 @@ impl Collector for StoreCollector {
                     counter(s.read_index_reads, Some(("kind", "read_index"))),
                 ],
             ),
+            (MetricType::COUNTER, vec![counter(s.splits_applied, None)]),
+            (MetricType::COUNTER, vec![counter(s.split_checks, None)]),
+            (MetricType::COUNTER, vec![counter(s.commands_held, None)]),
             (MetricType::GAUGE, vec![gauge(regions)]),
             (MetricType::GAUGE, vec![gauge(leaders)]),
         ];

@@ -68,6 +68,9 @@ fn split_at_one_key_keeps_data_and_both_halves_serve() {
     for s in [1, 2, 3] {
         cluster.must_applied_on(s, b"b", Some(b"left"));
     }
+    for s in [1, 2, 3] {
+        assert_eq!(cluster.stats(s).splits_applied, 1, "store {s}");
+    }
     // PD was told.
     assert!(cluster.pd.split_reports() >= 1);
     wait_for("PD to know the new region", T, || cluster.pd.region(left.id));
@@ -219,6 +222,7 @@ fn write_behind_a_pending_split_gets_the_new_layout() {
     let e = answers["put"].header.as_ref().unwrap().error.clone().expect("put refused");
     let e = e.epoch_not_match.expect("epoch not match");
     assert!(e.current_regions.iter().any(|r| r.id == 500), "new layout: {e:?}");
+    assert_eq!(cluster.stats(leader.store_id).commands_held, 1, "the put waited for the split");
     wait_everywhere(&cluster, &[cluster.region(500), cluster.region(1)]);
     for s in [1, 2, 3] {
         assert_eq!(cluster.get_from_engine(s, b"a"), None, "the refused put was not applied");
@@ -383,6 +387,8 @@ fn auto_split_by_size() {
         assert_eq!(r.start_key, format!("k{:04}", i * per_part).into_bytes(), "region {i}");
     }
     wait_everywhere(&cluster, &regions);
+    let checks: u64 = [1, 2, 3].iter().map(|&s| cluster.stats(s).split_checks).sum();
+    assert!(checks >= 15, "every split came from a check: {checks}");
     for i in (0..1000u32).step_by(37) {
         cluster.must_get_equal(format!("k{i:04}").as_bytes(), &value);
     }

@@ -205,6 +205,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return None;
         }
         pending.held.push(cmd);
+        ctx.stats.record_command_held();
         None
     }
 
@@ -243,6 +244,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         info!(self.logger, "region split";
             "start" => %derived.start_key.escape_ascii(), "end" => %derived.end_key.escape_ascii(),
             "new_regions" => regions.len() - 1, "leader" => was_leader);
+        ctx.stats.record_split_applied();
         self.raft_group.mut_store().set_region(derived.clone());
         for p in &derived.peers {
             self.peer_cache.insert(p.id, p.clone());
@@ -340,6 +342,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         let task = SplitCheckTask { region: self.region().clone() };
         if ctx.split_checker.try_send(task).is_ok() {
+            ctx.stats.record_split_check();
             self.size.checking = true;
             self.size.diff_hint = 0;
         }
