@@ -23,7 +23,7 @@ pub mod util;
 pub use callback::{Callback, CmdResponse};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use msg::{PeerMsg, SplitSource, StoreMsg};
+pub use msg::{PeerMsg, RaftCommand, SplitSource, StoreMsg};
 pub use pd::{PdHandle, RegionHeartbeat, SplitIdsCallback};
 pub use peer::storage::{Engines, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use region_snapshot::RegionSnapshot;

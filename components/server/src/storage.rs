@@ -98,6 +98,9 @@ pub fn data_cf(cf: &str) -> Result<&'static str> {
     raftstore::apply::data_cf(cf).map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// How long a request waits for room in a full region mailbox before `ServerIsBusy`.
+const MAILBOX_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct Storage<EK: KvEngine, ER: RaftEngine> {
     router: RaftRouter<EK, ER>,
     latches: Arc<Latches>,
@@ -167,12 +170,13 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
     async fn call(&self, req: RaftCmdRequest) -> Result<raftstore::CmdResponse<EK::Snapshot>> {
         let (tx, rx) = oneshot::channel();
         let region_id = req.header.as_ref().map_or(0, |h| h.region_id);
-        self.router.send_command(
+        let cmd = raftstore::RaftCommand::new(
             req,
             Callback::new(region_id.into(), move |resp| {
                 let _ = tx.send(resp);
             }),
         );
+        self.send_waiting(cmd).await;
         let resp = rx.await.map_err(|_| {
             // Callbacks always answer (even when dropped); only a dropped sender gets here.
             Error::Region(raftstore::Error::RegionNotFound(region_id.into()).into_region_error())
@@ -181,6 +185,33 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
             return Err(classify(e.clone()));
         }
         Ok(resp)
+    }
+
+    /// Hands `cmd` to its region. A full mailbox is waited out (backing off up to
+    /// `MAILBOX_WAIT_MAX`) rather than answered `ServerIsBusy` at once: the official client
+    /// does not retry that error, it fails the user's request. The wait is bounded by the
+    /// requests in flight, which the clients and gRPC bound.
+    async fn send_waiting(&self, mut cmd: raftstore::RaftCommand<EK::Snapshot>) {
+        let deadline = tokio::time::Instant::now() + MAILBOX_WAIT_MAX;
+        let mut backoff = std::time::Duration::from_millis(1);
+        loop {
+            match self.router.try_send_command(cmd) {
+                Ok(()) => return,
+                Err(back) if tokio::time::Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_millis(50));
+                    cmd = back;
+                }
+                Err(back) => {
+                    let region_id = back.request.header.as_ref().map_or(0, |h| h.region_id);
+                    let e = raftstore::Error::ServerIsBusy(format!(
+                        "mailbox of region {region_id} stayed full for {MAILBOX_WAIT_MAX:?}"
+                    ));
+                    back.callback.invoke_with_error(e.into_region_error());
+                    return;
+                }
+            }
+        }
     }
 
     /// A linearizable snapshot of the context's region.

@@ -76,3 +76,55 @@ fn crash_after_applying_before_answering() {
     crash_and_recover("raftstore::apply::after_write", 1);
     crash_and_recover("raftstore::apply::after_write", 3);
 }
+
+/// A full mailbox gives the command back unanswered (so the gRPC edge can wait instead of
+/// answering `ServerIsBusy`, which the official client does not retry).
+#[test]
+fn full_mailbox_gives_the_command_back() {
+    let scenario = fail::FailScenario::setup();
+    let mut cfg = Config::for_tests();
+    cfg.notify_capacity = 8;
+    let mut cluster = Cluster::new(1, &[], cfg);
+    cluster.start();
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(1);
+    let region = cluster.region(1);
+    // The store's only poller stops inside its next round's raft write.
+    fail::cfg("raftstore::store::before_persist", "pause").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let router = cluster.router(1).clone();
+    let mut given_back = None;
+    let mut sent = 0;
+    for i in 0..1000u32 {
+        sent += 1;
+        let tx = tx.clone();
+        let req = cmd(header(&region, &leader), vec![put_req(format!("k{i}").as_bytes(), b"v")]);
+        let cb = raftstore::Callback::new(1.into(), move |r| {
+            let _ = tx.send(r.response);
+        });
+        if let Err(back) = router.try_send_command(raftstore::RaftCommand::new(req, cb)) {
+            given_back = Some(back);
+            break;
+        }
+    }
+    let back = given_back.expect("the mailbox filled up");
+    // Unpause: everything queued is answered, and the command given back can be sent again.
+    fail::remove("raftstore::store::before_persist");
+    let mut back = Some(back);
+    test_raftstore::util::wait_for("room in the mailbox", Duration::from_secs(10), || match router
+        .try_send_command(back.take().expect("kept until sent"))
+    {
+        Ok(()) => Some(()),
+        Err(b) => {
+            back = Some(b);
+            None
+        }
+    });
+    drop(tx);
+    let answered: Vec<_> = rx.iter().collect();
+    // Each command answered exactly once: the one given back only after it was sent again.
+    assert_eq!(answered.len(), sent);
+    assert!(answered.iter().all(|r| r.header.as_ref().unwrap().error.is_none()), "{answered:?}");
+    drop(cluster);
+    scenario.teardown();
+}

@@ -1,8 +1,9 @@
 //! `RaftRouter`: how everything outside the raftstore reaches a region's peer.
 //!
 //! Full mailboxes: a raft message is dropped (raft retransmits); a command is answered
-//! `ServerIsBusy`; an apply result is force-sent (it MUST NOT be lost, and its number is bounded
-//! by the apply FSM's own bounded input).
+//! `ServerIsBusy` (`send_command`) or given back for the caller to retry (`try_send_command`);
+//! an apply result is force-sent (it MUST NOT be lost, and its number is bounded by the apply
+//! FSM's own bounded input).
 
 use batch_system::{Router, TrySendError};
 use engine_traits::{KvEngine, RaftEngine};
@@ -71,20 +72,35 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
     /// Sends a command to its region (from the request header). The callback is always
     /// answered: by the peer, or here with `ServerIsBusy` / `RegionNotFound`.
     pub fn send_command(&self, request: RaftCmdRequest, callback: Callback<Snap<EK>>) {
-        let region_id = request.header.as_ref().map_or(0, |h| h.region_id);
-        let cmd = RaftCommand::new(request, callback);
-        let err = match self.router.send(region_id, PeerMsg::RaftCommand(cmd)) {
-            Ok(()) => return,
-            Err(batch_system::SendError::Full { msg: m, .. }) => {
-                (m, Error::ServerIsBusy(format!("mailbox of region {region_id} is full")))
-            }
-            Err(
-                batch_system::SendError::NotFound { msg: m, .. }
-                | batch_system::SendError::Disconnected { msg: m, .. },
-            ) => (m, Error::RegionNotFound(RegionId(region_id))),
-        };
-        if let (PeerMsg::RaftCommand(cmd), e) = err {
+        if let Err(cmd) = self.try_send_command(RaftCommand::new(request, callback)) {
+            let region_id = cmd.request.header.as_ref().map_or(0, |h| h.region_id);
+            let e = Error::ServerIsBusy(format!("mailbox of region {region_id} is full"));
             cmd.callback.invoke_with_error(e.into_region_error());
+        }
+    }
+
+    /// As [`RaftRouter::send_command`], but a full mailbox gives the command back (unanswered)
+    /// so the caller can wait and retry: the official client gives up on `ServerIsBusy`.
+    /// `Ok` means the command was delivered or answered (`RegionNotFound`).
+    pub fn try_send_command(
+        &self,
+        cmd: RaftCommand<Snap<EK>>,
+    ) -> Result<(), RaftCommand<Snap<EK>>> {
+        let region_id = cmd.request.header.as_ref().map_or(0, |h| h.region_id);
+        match self.router.send(region_id, PeerMsg::RaftCommand(cmd)) {
+            Ok(()) => Ok(()),
+            Err(batch_system::SendError::Full { msg: PeerMsg::RaftCommand(cmd), .. }) => Err(cmd),
+            Err(
+                batch_system::SendError::NotFound { msg, .. }
+                | batch_system::SendError::Disconnected { msg, .. }
+                | batch_system::SendError::Full { msg, .. },
+            ) => {
+                if let PeerMsg::RaftCommand(cmd) = msg {
+                    let e = Error::RegionNotFound(RegionId(region_id));
+                    cmd.callback.invoke_with_error(e.into_region_error());
+                }
+                Ok(())
+            }
         }
     }
 
