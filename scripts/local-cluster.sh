@@ -44,6 +44,7 @@ regionstore is running: PD at $PD_ADDR, stores at 127.0.0.1:20161..20163.
   $BIN/regionstore-ctl --pd $PD_ADDR scan --start a --end z
   $BIN/regionstore-ctl --pd $PD_ADDR store list
   $BIN/regionstore-ctl --pd $PD_ADDR region list
+  $BIN/regionstore-ctl --pd $PD_ADDR region split --key m
   $BIN/regionstore-ctl --pd $PD_ADDR cluster status
 
 The official client works too: tikv_client::RawClient::new(vec!["$PD_ADDR"]).
