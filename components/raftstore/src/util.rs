@@ -124,8 +124,8 @@ pub fn check_region_epoch(req: &RaftCmdRequest, region: &metapb::Region) -> Resu
     Ok(())
 }
 
-/// Whether `epoch` is older than `current` in the parts `rule` checks (a message or command
-/// from before a change this peer has seen).
+/// Whether `epoch` is older than `current` in either part (a message or command from before a
+/// split or membership change this peer has seen).
 pub fn is_epoch_stale(epoch: &metapb::RegionEpoch, current: &metapb::RegionEpoch) -> bool {
     epoch.version < current.version || epoch.conf_ver < current.conf_ver
 }
