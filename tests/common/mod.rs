@@ -56,17 +56,12 @@ impl Proc {
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
         let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(s)) = c.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                return c.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let exited =
+            util::wait::poll_until(Duration::from_secs(30), || c.try_wait().ok().flatten());
+        exited.or_else(|| {
+            let _ = c.kill();
+            c.wait().ok()
+        })
     }
 }
 

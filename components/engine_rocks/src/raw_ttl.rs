@@ -160,7 +160,6 @@ impl CompactionFilter for RawTtlFilter {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Instant;
 
     use engine_traits::{KvEngine, Mutable, Peekable, WriteOptions, ALL_CFS};
     use engine_traits::{CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE};
@@ -342,13 +341,11 @@ mod tests {
         put(&engine, CF_LOCK, b"zexpired", &expired(b"gone"));
         engine.flush_cf(CF_WRITE).unwrap();
         engine.flush_cf(CF_LOCK).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while engine.get_value_cf(CF_WRITE, b"zexpired").unwrap().is_some()
-            || engine.get_value_cf(CF_LOCK, b"zexpired").unwrap().is_some()
-        {
-            assert!(Instant::now() < deadline, "periodic compaction did not run within 60s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        util::wait::wait_for("periodic compaction", Duration::from_secs(60), || {
+            (engine.get_value_cf(CF_WRITE, b"zexpired").unwrap().is_none()
+                && engine.get_value_cf(CF_LOCK, b"zexpired").unwrap().is_none())
+            .then_some(())
+        });
         assert_eq!(engine.get_value_cf(CF_WRITE, b"zkeep").unwrap(), Some(keep));
     }
 }

@@ -276,7 +276,7 @@ impl<EK: KvEngine, ER: RaftEngine> Tikv for Service<EK, ER> {
 
     /// Splits a region at raw keys. Invalid keys (none, empty, too long, unsorted, repeated,
     /// too many, or encoded txn keys) are an `INVALID_ARGUMENT` status, as is a key at the
-    /// region's start; a key outside the region, a stale epoch or a follower answer with the
+    /// region's start (the leader checks order and range); a key outside the region, a stale epoch or a follower answer with the
     /// region error telling the caller where to go; PD being unreachable is `UNAVAILABLE`.
     async fn split_region(
         &self,
@@ -375,15 +375,10 @@ impl<EK: KvEngine, ER: RaftEngine> Service<EK, ER> {
                 raftstore::apply::split::SPLIT_KEYS_MAX
             ));
         }
+        // Order, distinctness and the region's range are checked by the region's leader
+        // (`raftstore::util::validate_split_keys`), which knows the range.
         for (i, k) in keys.iter().enumerate() {
             self.storage.check_key(k).map_err(|e| format!("split key {i}: {e}"))?;
-            if i > 0 && keys[i - 1] >= *k {
-                return Err(format!(
-                    "split keys must be sorted and distinct: \"{}\" is not below \"{}\"",
-                    keys[i - 1].escape_ascii(),
-                    k.escape_ascii()
-                ));
-            }
         }
         Ok((ctx, keys))
     }

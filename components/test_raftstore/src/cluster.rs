@@ -25,6 +25,7 @@ use util::{ClusterId, StoreId};
 use crate::pd::TestPd;
 use crate::transport::{Hub, Router, SimTransport};
 use crate::util::*;
+use ::util::wait::poll_until;
 
 pub type Engines = raftstore::Engines<RocksEngine, RocksRaftEngine>;
 
@@ -396,8 +397,12 @@ impl Cluster {
                     if follow_epoch
                         && (e.epoch_not_match.is_some() || e.key_not_in_region.is_some()) =>
                 {
-                    // The split may not be known to the stores `route` asks yet; retry soon.
-                    std::thread::sleep(Duration::from_millis(5));
+                    // Rejected under the layout `route` gave: retry once a store knows a newer
+                    // one (a split answers its commands just before its peer updates the meta).
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if poll_until(left, || (route() != region).then_some(())).is_none() {
+                        return Err(e);
+                    }
                     last_err = Some(e);
                 }
                 Some(e) => return Err(e),
@@ -443,9 +448,16 @@ impl Cluster {
             );
             let resp = rx.recv_timeout(TIMEOUT).expect("split answered");
             match resp.header.as_ref().and_then(|h| h.error.clone()) {
-                Some(e) if e.not_leader.is_some() && Instant::now() < deadline => {
+                Some(e) if e.not_leader.is_some() => {
                     self.leader_hints.lock().remove(&region_id);
-                    std::thread::sleep(Duration::from_millis(10));
+                    // Leadership moved: retry once another peer leads.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let moved = poll_until(left, || {
+                        self.leader_of(region_id).filter(|l| l.id != leader.id)
+                    });
+                    if moved.is_none() {
+                        return Err(e);
+                    }
                 }
                 Some(e) => return Err(e),
                 None => {

@@ -1,7 +1,5 @@
 //! Request builders and a wait-for-condition helper.
 
-use std::time::{Duration, Instant};
-
 use proto::metapb;
 use proto::raft_cmdpb::{
     AdminCmdType, AdminRequest, CmdType, DeleteRangeRequest, DeleteRequest, GetRequest, PutRequest,
@@ -10,17 +8,7 @@ use proto::raft_cmdpb::{
 };
 
 /// Polls `cond` until it returns `Some`, or panics after `timeout` with `what`.
-/// Polling every few milliseconds is the condition wait; there is no fixed sleep.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = cond() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+pub use ::util::wait::wait_for;
 
 pub fn header(region: &metapb::Region, peer: &metapb::Peer) -> RaftRequestHeader {
     RaftRequestHeader {
