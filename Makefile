@@ -38,7 +38,7 @@ load: build-release ## Load a running cluster (make run), ~50 s: 100k-key prefil
 	$(BIN)/regionstore-load --pd $(PD_ADDR) $(LOAD_ARGS)
 
 bench: deps ## Run the benchmarks (a few minutes); record results in benches/RESULTS.md.
-	$(CARGO) bench --workspace --bench batch_system_throughput --bench batch_system_memory --bench raftstore_put
+	$(CARGO) bench --workspace --bench batch_system_throughput --bench batch_system_memory --bench raftstore_put --bench raftstore_split_leader
 
 lint: deps ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --all -- --check

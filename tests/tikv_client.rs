@@ -23,7 +23,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use common::TestCluster;
+use common::{RaftTiming, TestCluster, FAST_TICKS, TEMPLATE_TICKS};
 use tikv_client::{KvPair, RawClient};
 
 /// The longest any single client call may take before the test fails (the client's own
@@ -57,20 +57,25 @@ impl Env {
     /// the store binds it; the store then exits at start-up. Such a cluster is discarded and
     /// a new one started on fresh ports, a bounded number of times.
     async fn start() -> Env {
-        Self::start_with(Turn::Shared(HEAVY.read().await), "").await
+        Self::start_with(Turn::Shared(HEAVY.read().await), FAST_TICKS, "").await
     }
 
     /// As [`Env::start`], with `extra` TOML sections for the stores, and no other test
     /// running meanwhile.
     async fn start_alone(extra: &str) -> Env {
-        Self::start_with(Turn::Exclusive(HEAVY.write().await), extra).await
+        Self::start_alone_with_timing(FAST_TICKS, extra).await
     }
 
-    async fn start_with(turn: Turn, extra: &str) -> Env {
+    /// As [`Env::start_alone`], with the given raft timing.
+    async fn start_alone_with_timing(timing: RaftTiming, extra: &str) -> Env {
+        Self::start_with(Turn::Exclusive(HEAVY.write().await), timing, extra).await
+    }
+
+    async fn start_with(turn: Turn, timing: RaftTiming, extra: &str) -> Env {
         const ATTEMPTS_MAX: usize = 3;
         for attempt in 1..=ATTEMPTS_MAX {
             let started = Instant::now();
-            let mut cluster = TestCluster::start_with(3, extra);
+            let mut cluster = TestCluster::start_with_timing(3, timing, extra);
             match Self::connect(&mut cluster).await {
                 Ok(client) => {
                     eprintln!("cluster serving after {:?} (attempt {attempt})", started.elapsed());
@@ -845,5 +850,116 @@ async fn two_hundred_thousand_keys_across_auto_splits() {
     }
     for i in [0, 1, 99_999, 199_999] {
         assert_eq!(env.ok("get", c.get(k(i))).await, Some(v(i)), "key {i}");
+    }
+}
+
+/// Auto split under concurrent puts and gets, with the template's raft timing (1 s ticks, so
+/// a heartbeat every 2 s), as a new user runs it (#11): while the cluster splits from one
+/// region into many, no error reaches the application and every get returns what was written.
+///
+/// The writers share one descending key sequence (reverse timestamps, say): every split puts
+/// the keys being written into the new left region (right-derive), and the parent gets no
+/// more writes, so nothing but the leader's commit broadcast tells its followers that the
+/// split committed. New regions must get their leader within round trips of the split, and
+/// requests that reach them first must wait for it rather than fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_split_under_concurrent_puts_and_gets_surfaces_no_error() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    const WRITERS: u32 = 6;
+    const READERS: u32 = 6;
+    const RUN: Duration = Duration::from_secs(20);
+    const REGIONS_MIN: usize = 6;
+    let env = Env::start_alone_with_timing(
+        TEMPLATE_TICKS,
+        "[coprocessor]\nregion-split-size = \"128KiB\"\n",
+    )
+    .await;
+    let k = |i: u32| key(&format!("split/{:08}", 99_999_999 - i));
+    let v = |i: u32| noise(u64::from(i), 512);
+    let next = Arc::new(AtomicU32::new(0));
+    let acked = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let gets = Arc::new(AtomicU32::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..WRITERS {
+        let (c, next, acked, errors, stop) =
+            (env.client.clone(), next.clone(), acked.clone(), errors.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                match tokio::time::timeout(CALL_TIMEOUT, c.put(k(i), v(i))).await {
+                    Ok(Ok(())) => acked.lock().unwrap().push(i),
+                    Ok(Err(e)) => errors.lock().unwrap().push(format!("put {i}: {e:?}")),
+                    Err(_) => errors.lock().unwrap().push(format!("put {i}: timed out")),
+                }
+            }
+        }));
+    }
+    for r in 0..READERS {
+        let (c, acked, errors, stop, gets) =
+            (env.client.clone(), acked.clone(), errors.clone(), stop.clone(), gets.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seed = 0x9e37_79b9_7f4a_7c15_u64 ^ u64::from(r);
+            while !stop.load(Ordering::Relaxed) {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let i = {
+                    let acked = acked.lock().unwrap();
+                    if acked.is_empty() {
+                        None
+                    } else {
+                        Some(acked[(seed >> 33) as usize % acked.len()])
+                    }
+                };
+                let Some(i) = i else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                match tokio::time::timeout(CALL_TIMEOUT, c.get(k(i))).await {
+                    Ok(Ok(got)) if got == Some(v(i)) => {
+                        gets.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Ok(got)) => errors.lock().unwrap().push(format!(
+                        "get {i}: {} bytes, not the value written",
+                        got.map_or(0, |g| g.len())
+                    )),
+                    Ok(Err(e)) => errors.lock().unwrap().push(format!("get {i}: {e:?}")),
+                    Err(_) => errors.lock().unwrap().push(format!("get {i}: timed out")),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(RUN).await; // the workload's length, not a synchronization
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("workload task");
+    }
+    let pd = pd_client::PdClient::connect(
+        vec![env.cluster.pd_addr.clone()],
+        Duration::from_secs(5),
+        slog::Logger::root(slog::Discard, slog::o!()),
+    )
+    .await
+    .expect("connect to PD");
+    let regions = pd.scan_regions(b"", b"", 10_000).await.expect("scan regions").len();
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let gets = gets.load(Ordering::Relaxed);
+    eprintln!("{} puts, {gets} gets, {regions} regions", acked.len());
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} errors reached the client, first: {:?}\n{}",
+        errors.len(),
+        &errors[..errors.len().min(10)],
+        env.cluster.logs()
+    );
+    assert!(regions >= REGIONS_MIN, "only {regions} regions: the workload did not split enough");
+    assert!(gets > 0, "no get ran");
+    // Every acknowledged write is there.
+    for chunk in acked.chunks(2_000) {
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|&i| k(i)).collect();
+        let got = env.ok("batch_get acked", env.client.batch_get(keys)).await;
+        assert_eq!(got.len(), chunk.len(), "acknowledged writes missing");
     }
 }

@@ -147,7 +147,7 @@ fn run_case(params: &Params, regions: u64) -> CaseResult {
     let load = run_load(&cluster, params, regions);
     let cpu = cpu::Sample::take().since(&cpu_before);
     let after: Vec<_> = cluster.store_ids().iter().map(|&s| cluster.stats(s)).collect();
-    let stats = after.iter().zip(&before).map(|(a, b)| diff(a, b)).collect();
+    let stats = after.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
     let result = CaseResult {
         regions,
         clients: params.clients,
@@ -266,24 +266,6 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-}
-
-fn diff(after: &StoreStatsSnapshot, before: &StoreStatsSnapshot) -> StoreStatsSnapshot {
-    StoreStatsSnapshot {
-        raft_fsyncs: after.raft_fsyncs - before.raft_fsyncs,
-        proposals_synced: after.proposals_synced - before.proposals_synced,
-        proposals_per_fsync: after
-            .proposals_per_fsync
-            .iter()
-            .zip(&before.proposals_per_fsync)
-            .map(|(a, b)| a - b)
-            .collect(),
-        apply_rounds: after.apply_rounds - before.apply_rounds,
-        commands_answered: after.commands_answered - before.commands_answered,
-        lease_reads: after.lease_reads - before.lease_reads,
-        read_index_reads: after.read_index_reads - before.read_index_reads,
-        proposals_dropped: after.proposals_dropped - before.proposals_dropped,
     }
 }
 

@@ -71,7 +71,7 @@ impl Drop for Proc {
     }
 }
 
-/// Raft timing for tests: 50 ms ticks, 500 ms elections.
+/// The stores' config, around their raft timing (`{timing}`, a [`RaftTiming`]).
 const STORE_CONFIG: &str = r#"
 [log]
 level = "info"
@@ -79,10 +79,7 @@ level = "info"
 store-heartbeat-interval = "1s"
 region-heartbeat-interval = "500ms"
 [raftstore]
-raft-base-tick-interval = "50ms"
-raft-heartbeat-ticks = 2
-raft-election-timeout-ticks = 10
-raft-store-max-leader-lease = "400ms"
+{timing}
 store-pool-size = 1
 apply-pool-size = 1
 split-region-check-tick-interval = "200ms"
@@ -91,6 +88,21 @@ block-cache-size = "16MiB"
 [raftdb]
 block-cache-size = "8MiB"
 "#;
+
+/// Raft timing of a test cluster: `[raftstore]` keys.
+#[derive(Clone, Copy, Debug)]
+pub struct RaftTiming(pub &'static str);
+
+/// Fast raft timing for tests: 50 ms ticks, 100 ms heartbeats, 500 ms elections.
+pub const FAST_TICKS: RaftTiming = RaftTiming(
+    r#"raft-base-tick-interval = "50ms"
+raft-heartbeat-ticks = 2
+raft-election-timeout-ticks = 10
+raft-store-max-leader-lease = "400ms""#,
+);
+
+/// The template's raft timing (TiKV's defaults): 1 s ticks, 2 s heartbeats, 10 s elections.
+pub const TEMPLATE_TICKS: RaftTiming = RaftTiming("");
 
 pub struct StoreProc {
     pub proc: Proc,
@@ -113,8 +125,14 @@ impl TestCluster {
     /// As [`TestCluster::start`], with `extra` TOML appended to the stores' config (whole
     /// sections not already in it, such as `[coprocessor]`).
     pub fn start_with(stores: usize, extra: &str) -> TestCluster {
+        Self::start_with_timing(stores, FAST_TICKS, extra)
+    }
+
+    /// As [`TestCluster::start_with`], with the given raft timing.
+    pub fn start_with_timing(stores: usize, timing: RaftTiming, extra: &str) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("store.toml"), format!("{STORE_CONFIG}\n{extra}")).unwrap();
+        let config = STORE_CONFIG.replace("{timing}", timing.0);
+        std::fs::write(dir.path().join("store.toml"), format!("{config}\n{extra}")).unwrap();
         let pd_addr = format!("127.0.0.1:{}", free_port());
         let mut c = TestCluster {
             pd: Proc { child: None, name: "pd".into() },

@@ -55,6 +55,10 @@ pub struct Config {
     pub max_pending_proposals: usize,
     /// Most read-index requests a region may have waiting; more are refused as busy.
     pub max_pending_reads: usize,
+    /// How long a command may wait at a peer created moments ago (by a split) for its
+    /// region's first leader, instead of failing at once with `NotLeader` and no leader to
+    /// try. 0 turns the wait off. See `peer/leader_wait.rs`.
+    pub leader_wait_timeout: ReadableDuration,
 
     /// How often a leader considers checking whether its region should split.
     pub split_region_check_tick_interval: ReadableDuration,
@@ -103,6 +107,10 @@ impl Default for Config {
             // "server is busy" and backs off.
             max_pending_proposals: 10_000,
             max_pending_reads: 10_000,
+            // A new region elects its leader within a few round trips and fsyncs (tens of
+            // ms); the official client's whole region backoff is about 1.5 s. Half a second
+            // covers a slow election and leaves the client most of its budget.
+            leader_wait_timeout: ReadableDuration::millis(500),
             split_region_check_tick_interval: ReadableDuration::secs(10),
             region_split_check_diff: None,
             right_derive_when_split: true,

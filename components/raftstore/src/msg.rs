@@ -25,11 +25,15 @@ impl<S> RaftCommand<S> {
     }
 }
 
-/// Periodic work of a peer. One timer drives all peers of a store (see `store::ticker`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Periodic and timed work of a peer. One timer drives all peers of a store (see
+/// `store::ticker`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PeerTick {
     /// One raft logical clock tick (`raft-base-tick-interval`).
     Raft,
+    /// The deadline of the commands a new peer holds for its region's first leader (see
+    /// `peer::leader_wait`); scheduled by the peer, sent once.
+    LeaderWaitDeadline,
 }
 
 /// Messages to a region's `PeerFsm`.

@@ -11,6 +11,11 @@ use std::sync::Arc;
 /// Upper bounds of the proposals-per-fsync histogram buckets (the last bucket is open).
 pub const PROPOSALS_PER_FSYNC_BUCKETS: [u64; 10] = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256];
 
+/// Upper bounds, in milliseconds, of the split-to-leader histogram buckets (the last bucket
+/// is open).
+pub const SPLIT_TO_LEADER_MS_BUCKETS: [u64; 14] =
+    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000];
+
 #[derive(Default, Debug)]
 struct Inner {
     raft_fsyncs: AtomicU64,
@@ -24,6 +29,9 @@ struct Inner {
     splits_applied: AtomicU64,
     split_checks: AtomicU64,
     commands_held: AtomicU64,
+    commands_held_for_leader: AtomicU64,
+    split_to_leader_ms: [AtomicU64; SPLIT_TO_LEADER_MS_BUCKETS.len() + 1],
+    split_to_leader_ms_sum: AtomicU64,
     /// Live [`LeaderGuard`]s.
     leaders: AtomicU64,
 }
@@ -50,6 +58,55 @@ pub struct StoreStatsSnapshot {
     pub split_checks: u64,
     /// Commands held behind a proposed, not yet applied split (then checked again).
     pub commands_held: u64,
+    /// Commands held at a new peer until its region's first leader was known (or the wait
+    /// ended), then checked again.
+    pub commands_held_for_leader: u64,
+    /// Histogram: `split_to_leader_ms[i]` counts regions created by a split on this store,
+    /// while it led the parent, that learned their first leader at most
+    /// `SPLIT_TO_LEADER_MS_BUCKETS[i]` ms after the split applied here (last: longer).
+    pub split_to_leader_ms: Vec<u64>,
+    /// The sum of the times in `split_to_leader_ms`, in milliseconds.
+    pub split_to_leader_ms_sum: u64,
+}
+
+impl StoreStatsSnapshot {
+    /// What happened between `before` and `self` (counters and histogram buckets subtracted).
+    /// Destructures every field, so a new counter cannot be forgotten here.
+    pub fn since(&self, before: &StoreStatsSnapshot) -> StoreStatsSnapshot {
+        let StoreStatsSnapshot {
+            raft_fsyncs,
+            proposals_synced,
+            proposals_per_fsync,
+            apply_rounds,
+            commands_answered,
+            lease_reads,
+            read_index_reads,
+            proposals_dropped,
+            splits_applied,
+            split_checks,
+            commands_held,
+            commands_held_for_leader,
+            split_to_leader_ms,
+            split_to_leader_ms_sum,
+        } = self;
+        let buckets = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(a, b)| a - b).collect();
+        StoreStatsSnapshot {
+            raft_fsyncs: raft_fsyncs - before.raft_fsyncs,
+            proposals_synced: proposals_synced - before.proposals_synced,
+            proposals_per_fsync: buckets(proposals_per_fsync, &before.proposals_per_fsync),
+            apply_rounds: apply_rounds - before.apply_rounds,
+            commands_answered: commands_answered - before.commands_answered,
+            lease_reads: lease_reads - before.lease_reads,
+            read_index_reads: read_index_reads - before.read_index_reads,
+            proposals_dropped: proposals_dropped - before.proposals_dropped,
+            splits_applied: splits_applied - before.splits_applied,
+            split_checks: split_checks - before.split_checks,
+            commands_held: commands_held - before.commands_held,
+            commands_held_for_leader: commands_held_for_leader - before.commands_held_for_leader,
+            split_to_leader_ms: buckets(split_to_leader_ms, &before.split_to_leader_ms),
+            split_to_leader_ms_sum: split_to_leader_ms_sum - before.split_to_leader_ms_sum,
+        }
+    }
 }
 
 #[derive(Clone, Default, Debug)]
@@ -98,6 +155,22 @@ impl StoreStats {
         self.inner.commands_held.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_command_held_for_leader(&self) {
+        self.inner.commands_held_for_leader.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A region created by a split on this store (which led the parent) learned its first
+    /// leader `ms` milliseconds after the split applied here.
+    pub fn record_split_to_leader(&self, ms: u64) {
+        let i = &self.inner;
+        let bucket = SPLIT_TO_LEADER_MS_BUCKETS
+            .iter()
+            .position(|&b| ms <= b)
+            .unwrap_or(SPLIT_TO_LEADER_MS_BUCKETS.len());
+        i.split_to_leader_ms[bucket].fetch_add(1, Ordering::Relaxed);
+        i.split_to_leader_ms_sum.fetch_add(ms, Ordering::Relaxed);
+    }
+
     /// Counts one more leader until the guard drops. A peer takes one when raft makes it leader
     /// and drops it when it steps down or is destroyed (or dropped at shutdown), so the count
     /// cannot leak. Called on role changes only, never per request.
@@ -126,6 +199,9 @@ impl StoreStats {
             splits_applied: load(&i.splits_applied),
             split_checks: load(&i.split_checks),
             commands_held: load(&i.commands_held),
+            commands_held_for_leader: load(&i.commands_held_for_leader),
+            split_to_leader_ms: i.split_to_leader_ms.iter().map(load).collect(),
+            split_to_leader_ms_sum: load(&i.split_to_leader_ms_sum),
         }
     }
 }
@@ -160,6 +236,36 @@ mod tests {
         assert_eq!(snap.proposals_per_fsync[0], 1);
         assert_eq!(snap.proposals_per_fsync[3], 1, "3 falls in the <=4 bucket");
         assert_eq!(snap.proposals_per_fsync[10], 1, "over 256 is the open bucket");
+    }
+
+    #[test]
+    fn snapshots_subtract() {
+        let s = StoreStats::default();
+        s.record_fsync(1);
+        s.record_split_to_leader(3);
+        let before = s.snapshot();
+        s.record_fsync(2);
+        s.record_split_to_leader(40);
+        let d = s.snapshot().since(&before);
+        assert_eq!(d.raft_fsyncs, 1);
+        assert_eq!(d.proposals_synced, 2);
+        assert_eq!(d.proposals_per_fsync.iter().sum::<u64>(), 1);
+        assert_eq!(d.proposals_per_fsync[2], 1, "2 proposals: the <=2 bucket");
+        assert_eq!(d.split_to_leader_ms[5], 1);
+        assert_eq!(d.split_to_leader_ms_sum, 40);
+    }
+
+    #[test]
+    fn split_to_leader_histogram_buckets() {
+        let s = StoreStats::default();
+        s.record_split_to_leader(0);
+        s.record_split_to_leader(37);
+        s.record_split_to_leader(60_000);
+        let snap = s.snapshot();
+        assert_eq!(snap.split_to_leader_ms[0], 1, "0 ms falls in the <=1 bucket");
+        assert_eq!(snap.split_to_leader_ms[5], 1, "37 ms falls in the <=50 bucket");
+        assert_eq!(snap.split_to_leader_ms[14], 1, "over 30 s is the open bucket");
+        assert_eq!(snap.split_to_leader_ms_sum, 60_037);
     }
 
     #[test]

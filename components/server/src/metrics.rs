@@ -25,6 +25,8 @@
 //! | `regionstore_raftstore_splits_total` | counter | |
 //! | `regionstore_raftstore_split_checks_total` | counter | |
 //! | `regionstore_raftstore_held_commands_total` | counter | |
+//! | `regionstore_raftstore_leader_wait_commands_total` | counter | |
+//! | `regionstore_raftstore_split_to_leader_seconds` | histogram | |
 //! | `regionstore_raftstore_regions` | gauge | |
 //! | `regionstore_raftstore_leaders` | gauge | |
 
@@ -38,7 +40,7 @@ use prometheus::proto::{self, MetricType};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
-use raftstore::stats::PROPOSALS_PER_FSYNC_BUCKETS;
+use raftstore::stats::{PROPOSALS_PER_FSYNC_BUCKETS, SPLIT_TO_LEADER_MS_BUCKETS};
 use raftstore::{StoreMeta, StoreStats};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
@@ -231,7 +233,7 @@ struct StoreCollector {
 
 /// (name, help, variable labels) of every family [`StoreCollector`] exports, in the order
 /// `collect` builds them.
-const STORE_FAMILIES: [(&str, &str, &[&str]); 12] = [
+const STORE_FAMILIES: [(&str, &str, &[&str]); 14] = [
     (
         "regionstore_raftstore_proposals_total",
         "Client commands proposed to raft, counted when the poll round's raft write is synced.",
@@ -274,6 +276,16 @@ const STORE_FAMILIES: [(&str, &str, &[&str]); 12] = [
         "Commands held behind a proposed split, then checked again.",
         &[],
     ),
+    (
+        "regionstore_raftstore_leader_wait_commands_total",
+        "Commands held at a peer a split just created until its region's first leader was known (or leader-wait-timeout passed), then checked again.",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_split_to_leader_seconds",
+        "Time from a split's apply on the store that led the parent to each new region's first leader.",
+        &[],
+    ),
     ("regionstore_raftstore_regions", "Regions with a peer on this store.", &[]),
     ("regionstore_raftstore_leaders", "Regions whose peer on this store is the raft leader.", &[]),
 ];
@@ -307,7 +319,11 @@ impl Collector for StoreCollector {
             (MetricType::COUNTER, vec![counter(s.raft_fsyncs, None)]),
             (
                 MetricType::HISTOGRAM,
-                vec![proposals_per_fsync(&s.proposals_per_fsync, s.proposals_synced)],
+                vec![histogram(
+                    &PROPOSALS_PER_FSYNC_BUCKETS.map(|b| b as f64),
+                    &s.proposals_per_fsync,
+                    s.proposals_synced as f64,
+                )],
             ),
             (MetricType::COUNTER, vec![counter(s.apply_rounds, None)]),
             (MetricType::COUNTER, vec![counter(s.commands_answered, None)]),
@@ -321,6 +337,15 @@ impl Collector for StoreCollector {
             (MetricType::COUNTER, vec![counter(s.splits_applied, None)]),
             (MetricType::COUNTER, vec![counter(s.split_checks, None)]),
             (MetricType::COUNTER, vec![counter(s.commands_held, None)]),
+            (MetricType::COUNTER, vec![counter(s.commands_held_for_leader, None)]),
+            (
+                MetricType::HISTOGRAM,
+                vec![histogram(
+                    &SPLIT_TO_LEADER_MS_BUCKETS.map(|ms| ms as f64 / 1000.0),
+                    &s.split_to_leader_ms,
+                    s.split_to_leader_ms_sum as f64 / 1000.0,
+                )],
+            ),
             (MetricType::GAUGE, vec![gauge(regions)]),
             (MetricType::GAUGE, vec![gauge(leaders)]),
         ];
@@ -361,28 +386,25 @@ fn gauge(value: u64) -> proto::Metric {
     m
 }
 
-/// The raftstore's per-bucket counts as a Prometheus histogram (cumulative buckets). The
-/// count is the sum of the buckets, not the fsync counter, so that `+Inf` is never below a
-/// bucket even though the raftstore's counters are read one by one, not atomically.
-fn proposals_per_fsync(per_bucket: &[u64], proposals: u64) -> proto::Metric {
-    assert_eq!(
-        per_bucket.len(),
-        PROPOSALS_PER_FSYNC_BUCKETS.len() + 1,
-        "one open bucket after the bounds"
-    );
+/// The raftstore's per-bucket counts (`bounds`, then one open bucket) as a Prometheus
+/// histogram (cumulative buckets). The count is the sum of the buckets, not a separate
+/// counter, so that `+Inf` is never below a bucket even though the raftstore's counters are
+/// read one by one, not atomically.
+fn histogram(bounds: &[f64], per_bucket: &[u64], sum: f64) -> proto::Metric {
+    assert_eq!(per_bucket.len(), bounds.len() + 1, "one open bucket after the bounds");
     let mut cumulative = 0;
-    let mut buckets = Vec::with_capacity(PROPOSALS_PER_FSYNC_BUCKETS.len());
-    for (bound, count) in PROPOSALS_PER_FSYNC_BUCKETS.iter().zip(per_bucket) {
+    let mut buckets = Vec::with_capacity(bounds.len());
+    for (bound, count) in bounds.iter().zip(per_bucket) {
         cumulative += count;
         let mut b = proto::Bucket::default();
-        b.set_upper_bound(*bound as f64);
+        b.set_upper_bound(*bound);
         b.set_cumulative_count(cumulative);
         buckets.push(b);
     }
     let mut h = proto::Histogram::default();
     h.set_bucket(buckets);
     h.set_sample_count(per_bucket.iter().sum());
-    h.set_sample_sum(proposals as f64);
+    h.set_sample_sum(sum);
     let mut m = proto::Metric::default();
     m.set_histogram(h);
     m
@@ -482,6 +504,36 @@ mod tests {
         );
         drop(leader);
         assert_eq!(sample(&m.encode(), "regionstore_raftstore_leaders"), Some(0.0));
+    }
+
+    #[test]
+    fn split_to_leader_is_exported_in_seconds() {
+        let (m, stats) = metrics();
+        stats.record_split_to_leader(30);
+        stats.record_split_to_leader(1500);
+        stats.record_command_held_for_leader();
+        let text = m.encode();
+        let bucket = |le: &str| {
+            sample(
+                &text,
+                &format!(r#"regionstore_raftstore_split_to_leader_seconds_bucket{{le="{le}"}}"#),
+            )
+        };
+        assert_eq!(bucket("0.02"), Some(0.0), "{text}");
+        assert_eq!(bucket("0.05"), Some(1.0), "{text}");
+        assert_eq!(bucket("1"), Some(1.0), "{text}");
+        assert_eq!(bucket("2"), Some(2.0), "{text}");
+        assert_eq!(bucket("+Inf"), Some(2.0), "{text}");
+        assert_eq!(
+            sample(&text, "regionstore_raftstore_split_to_leader_seconds_sum"),
+            Some(1.53),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "regionstore_raftstore_leader_wait_commands_total"),
+            Some(1.0),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub mod util;
 
 pub use cluster::{Cluster, Engines, ReadResult};
 pub use filter::{
-    DelayFilter, DropPacketFilter, Filter, IsolateStore, MessageTypeFilter, PartitionFilter,
-    RegionFilter, Verdict,
+    msg_type, DelayFilter, DropPacketFilter, Filter, IsolateStore, MessageTypeFilter,
+    PartitionFilter, RegionFilter, Verdict,
 };
 pub use pd::TestPd;
 pub use transport::{Hub, SimTransport};

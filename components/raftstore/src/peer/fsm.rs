@@ -41,6 +41,8 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx.store_id, *m),
                 PeerMsg::RaftCommand(cmd) => self.peer.on_command(ctx, cmd),
                 PeerMsg::Tick(PeerTick::Raft) => self.peer.tick(ctx),
+                // The end of the turn checks the deadline (`maybe_release_leader_wait`).
+                PeerMsg::Tick(PeerTick::LeaderWaitDeadline) => {}
                 PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
                 PeerMsg::Wake => {}
                 PeerMsg::Destroy => self.peer.destroy(ctx),
@@ -62,6 +64,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             }
         }
         if !self.peer.is_stopped() {
+            self.peer.maybe_release_leader_wait(ctx);
             self.peer.maybe_resolve_epoch_change(ctx);
             self.peer.propose_batch(ctx);
             self.has_pending_ready = self.peer.handle_ready(ctx);

@@ -51,6 +51,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         self.fail_reads(&err);
+        self.fail_leader_wait(&err);
         if let Some(p) = self.pending_epoch_change.take() {
             for cmd in p.held {
                 cmd.callback.invoke_with_error(e.clone());

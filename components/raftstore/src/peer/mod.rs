@@ -8,6 +8,7 @@
 //! | `read` | lease reads and ReadIndex |
 //! | `ready` | the ready loop: persist, send, hand committed entries to apply |
 //! | `life` | destroying a peer |
+//! | `leader_wait` | commands that reach a new peer before its region's first leader |
 //! | `split` | splitting: asking PD, proposing, the proposal checker, creating new regions, size checks |
 //! | `lease` | the leader lease |
 //!
@@ -15,6 +16,7 @@
 //! the poll context it is handed.
 
 pub mod fsm;
+mod leader_wait;
 pub mod lease;
 mod life;
 mod propose;
@@ -38,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::stats::LeaderGuard;
 use crate::util::find_peer_by_id;
 
+use self::leader_wait::LeaderWait;
 use self::lease::Lease;
 use self::propose::WriteBatcher;
 use self::read::ReadQueue;
@@ -73,6 +76,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     pending_epoch_change: Option<PendingEpochChange<Snap<EK>>>,
     /// The pending epoch change's entry was overwritten by another leader's.
     epoch_change_dropped: bool,
+    /// A peer a split created, until its region's first leader is known (see `leader_wait`).
+    leader_wait: Option<LeaderWait<Snap<EK>>>,
     size: SizeTracker,
     stopped: bool,
     logger: Logger,
@@ -124,6 +129,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             commit_dirty: false,
             pending_epoch_change: None,
             epoch_change_dropped: false,
+            leader_wait: None,
             // Every peer's first check (after it leads) measures its region.
             size: SizeTracker { diff_hint: u64::MAX, ..SizeTracker::default() },
             stopped: false,

@@ -82,6 +82,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
         cmd: RaftCommand<Snap<EK>>,
     ) {
+        // A new region's first leader may be a round trip away: wait for it (`leader_wait`).
+        let Some(cmd) = self.hold_until_leader(ctx, cmd) else { return };
         if let Err(e) = self.pre_check(ctx, &cmd.request) {
             cmd.callback.invoke_with_error(e.into_region_error());
             return;

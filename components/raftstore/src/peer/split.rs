@@ -7,6 +7,8 @@
 //! 2. **Propose**: the admin command is checked like any command (leader, epoch: version and
 //!    conf_ver), the round's batched writes are proposed first (they were checked against the
 //!    current range), then the split, and the split is remembered as the pending epoch change.
+//!    Until it resolves, the leader broadcasts every commit at once (`begin_epoch_change`):
+//!    the followers apply the split within a round trip of its commit, not a heartbeat later.
 //! 3. **Proposal checker**: while that split is proposed but not applied, commands that depend
 //!    on the range (writes, further splits) are held rather than proposed: proposed behind the
 //!    split they would carry an epoch the split invalidates. When the split resolves (applied,
@@ -18,7 +20,9 @@
 //! 5. **Create**: the peer shrinks its range, creates a peer and an apply FSM for each new
 //!    region, registers them, hands them any election messages that arrived before them (see
 //!    `StoreMeta::pending_msgs`), and, if it leads the original, makes each new peer campaign
-//!    at once and tells PD (`ReportBatchSplit` plus a heartbeat per region).
+//!    at once and tells PD (`ReportBatchSplit` plus a heartbeat per region). Until a new
+//!    region's first leader is known, commands routed to its peers wait briefly for it
+//!    (`peer::leader_wait`).
 //!
 //! The split checker (`split::check`) runs on a leader's tick when enough was written since
 //! the last check; its result comes back as `SplitCheckResult`.
@@ -187,6 +191,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         // Writes batched this round were checked against the current range: they go first.
         self.propose_batch(ctx);
         let Some(index) = self.propose_entry(ctx, &req, vec![(cb, 0)]) else { return };
+        self.begin_epoch_change(index);
+    }
+
+    /// Remembers a proposed epoch change (step 3), and makes its commit reach the followers
+    /// at once (#11): the regions it creates cannot elect a leader until a quorum of stores
+    /// has applied it, and with `skip_bcast_commit` the followers would learn the commit only
+    /// from the next append or heartbeat, which is a whole heartbeat interval away while the
+    /// held writes send no appends. raft-rs broadcasts the new commit index after each commit
+    /// while skipping is off (as it does on its own for a pending conf change); it is back on
+    /// once the change resolves, so ordinary writes keep piggybacking their commits.
+    pub(super) fn begin_epoch_change(&mut self, index: LogIndex) {
+        self.raft_group.skip_bcast_commit(false);
         self.pending_epoch_change =
             Some(PendingEpochChange { index, term: self.term(), held: Vec::new() });
     }
@@ -224,6 +240,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return;
         }
         self.epoch_change_dropped = false;
+        self.raft_group.skip_bcast_commit(true);
         let p = self.pending_epoch_change.take().expect("checked above");
         if !p.held.is_empty() {
             debug!(self.logger, "re-checking commands held behind a split"; "count" => p.held.len());
@@ -254,6 +271,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.size.approximate_keys = None;
         self.size.diff_hint = ctx.cfg.split_check_diff();
         let mut wake = Vec::new();
+        let applied_at = std::time::Instant::now();
         {
             let mut meta = ctx.store_meta.lock();
             meta.set_region(derived.clone());
@@ -265,7 +283,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 }
                 // Registered under the meta lock: whoever sees the region in the meta finds
                 // its mailbox too (the store FSM relies on it).
-                if let Err(e) = self.create_split_peer(ctx, r, was_leader) {
+                if let Err(e) = self.create_split_peer(ctx, r, was_leader, applied_at) {
                     // The split is durable; failing to load what it wrote is a broken engine.
                     panic!("region {}: cannot create split region {}: {e}", self.region_id, r.id);
                 }
@@ -290,6 +308,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &PollContext<EK, ER, T>,
         region: &metapb::Region,
         campaign: bool,
+        applied_at: std::time::Instant,
     ) -> Result<()> {
         let meta = find_peer(region, ctx.store_id).cloned().ok_or_else(|| {
             Error::InvalidRequest(format!("split region {} has no peer here", region.id))
@@ -301,6 +320,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let mut peer = Peer::new(&ctx.cfg, meta, storage, logger.clone())?;
         // The new region's first check comes soon: a big region may need several splits.
         peer.size.diff_hint = ctx.cfg.split_check_diff();
+        // Clients routed here before the first election wait for it briefly (`leader_wait`).
+        // On the parent leader's store this also measures the split-to-leader time.
+        peer.open_leader_wait(ctx, applied_at, campaign);
         if campaign {
             // The original's leader leads the new regions too, without waiting for an
             // election timeout (the other replicas may not have applied the split yet; their

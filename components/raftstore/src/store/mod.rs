@@ -6,6 +6,7 @@ mod meta;
 mod poller;
 mod router;
 mod system;
+mod ticker;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub use fsm::StoreFsm;
 pub use meta::StoreMeta;
 pub use router::{RaftRouter, SendError};
 pub use system::{create_store_system, StoreSystem};
+pub use ticker::Ticker;
 
 /// What the peers of one raft poller share during a round.
 pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
@@ -45,6 +47,8 @@ pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
     pub router: RaftRouter<EK, ER>,
     pub pd: Arc<dyn PdHandle>,
     pub split_checker: SplitChecker,
+    /// One-shot ticks at an instant (deadlines finer than the base tick).
+    pub ticker: Ticker,
     /// The store's logger, for peers created at run time.
     pub logger: slog::Logger,
 }

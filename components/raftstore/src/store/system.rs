@@ -1,17 +1,17 @@
 //! `StoreSystem`: the two batch systems of a store (raft and apply), their start-up from the
-//! engines, the one tick timer, and shutdown.
+//! engines, the one timer thread (`store::ticker`), and shutdown.
 //!
 //! Start-up order: load every region in state `Normal` from the KV engine's `raft` CF, build
 //! its `PeerFsm` and `ApplyFsm`, register both, then start the apply pollers, the split
-//! checker, the raft pollers and finally the ticker. Shutdown: ticker, raft pollers (no new
-//! committed entries), apply pollers, split checker. Commands still queued are answered `RegionNotFound` as
-//! their FSMs drop.
+//! checker, the ticker (the pollers need its scheduling handle) and finally the raft pollers.
+//! Shutdown: ticker, raft pollers (no new committed entries), apply pollers, split checker.
+//! Commands still queued are answered `RegionNotFound` as their FSMs drop.
 
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use batch_system::{BatchSystem, Router};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use engine_traits::{EngineIterator, IterOptions, KvEngine, RaftEngine, CF_RAFT};
 use parking_lot::Mutex;
 use prost::Message as _;
@@ -23,11 +23,11 @@ use super::fsm::StoreFsm;
 use super::meta::StoreMeta;
 use super::poller::RaftPollerBuilder;
 use super::router::RaftRouter;
+use super::ticker::{self, TickerThread};
 use super::PollContext;
 use crate::apply::{ApplyControlFsm, ApplyFsm, ApplyPollerBuilder};
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::msg::StoreTick;
 use crate::pd::PdHandle;
 use crate::peer::fsm::PeerFsm;
 use crate::peer::storage::{Engines, PeerStorage};
@@ -36,16 +36,13 @@ use crate::stats::StoreStats;
 use crate::transport::Transport;
 use crate::util::find_peer;
 
-/// Store ticks are sent every this many raft base ticks.
-const STORE_TICK_EVERY_BASE_TICKS: u32 = 10;
-
 pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     router: RaftRouter<EK, ER>,
     raft_system: BatchSystem<PeerFsm<EK, ER>, StoreFsm>,
     apply_router: Router<ApplyFsm<EK>, ApplyControlFsm>,
     apply_system: BatchSystem<ApplyFsm<EK>, ApplyControlFsm>,
     stats: StoreStats,
-    ticker: Option<(Sender<()>, JoinHandle<()>)>,
+    ticker: Option<TickerThread>,
     split_checker: Option<(Sender<()>, JoinHandle<()>)>,
     logger: Logger,
 }
@@ -158,6 +155,9 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         )
         .map_err(|e| Error::InvalidRequest(format!("cannot start the split checker: {e}")))?;
         self.split_checker = Some((stop_checker, checker_handle));
+        // The ticker's thread starts now; its ticks reach peers once the pollers run.
+        let (ticker, ticker_thread) =
+            ticker::spawn(self.router.clone(), cfg.raft_base_tick_interval.as_duration())?;
         let raft_builder = RaftPollerBuilder {
             ctx_template: PollContext {
                 cfg: cfg.clone(),
@@ -173,18 +173,19 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
                 router: self.router.clone(),
                 pd,
                 split_checker,
+                ticker,
                 logger: self.logger.clone(),
             },
             logger: self.logger.new(o!("system" => "raft")),
         };
+        self.ticker = Some(ticker_thread);
         self.raft_system.spawn("raftstore", raft_builder).map_err(batch_err)?;
-        self.ticker = Some(spawn_ticker(self.router.clone(), &cfg)?);
         Ok(())
     }
 
     /// Stops everything (see the module doc for the order). Idempotent.
     pub fn shutdown(&mut self) {
-        if let Some((stop, handle)) = self.ticker.take() {
+        if let Some(TickerThread { stop, handle }) = self.ticker.take() {
             drop(stop);
             let _ = handle.join();
         }
@@ -205,32 +206,6 @@ impl<EK: KvEngine, ER: RaftEngine> Drop for StoreSystem<EK, ER> {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// One thread drives all peers' raft clocks: a tick message per peer per base tick.
-fn spawn_ticker<EK: KvEngine, ER: RaftEngine>(
-    router: RaftRouter<EK, ER>,
-    cfg: &Config,
-) -> Result<(Sender<()>, JoinHandle<()>)> {
-    let (stop_tx, stop_rx): (Sender<()>, Receiver<()>) = crossbeam_channel::bounded(0);
-    let interval = cfg.raft_base_tick_interval.as_duration();
-    let handle = thread::Builder::new()
-        .name("raft-ticker".into())
-        .spawn(move || {
-            let mut n: u32 = 0;
-            // Disconnection (the sender dropped) is the stop signal.
-            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                stop_rx.recv_timeout(interval)
-            {
-                router.broadcast_tick();
-                n = n.wrapping_add(1);
-                if n % STORE_TICK_EVERY_BASE_TICKS == 0 {
-                    router.store_tick(StoreTick::Heartbeat);
-                }
-            }
-        })
-        .map_err(|e| Error::InvalidRequest(format!("cannot start the ticker: {e}")))?;
-    Ok((stop_tx, handle))
 }
 
 /// Every region of this store in state `Normal`, in region id order.
