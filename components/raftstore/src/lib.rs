@@ -8,6 +8,7 @@
 
 pub mod apply;
 pub mod callback;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod msg;
@@ -21,6 +22,7 @@ pub mod transport;
 pub mod util;
 
 pub use callback::{Callback, CmdResponse};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use msg::{PeerMsg, RaftCommand, SplitSource, StoreMsg};

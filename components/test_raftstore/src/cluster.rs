@@ -14,7 +14,7 @@ use proto::errorpb;
 use proto::metapb;
 use proto::raft_cmdpb::{RaftCmdRequest, Request};
 use raftstore::{
-    bootstrap_region, bootstrap_store, create_store_system, Callback, CmdResponse, Config,
+    bootstrap_region, bootstrap_store, create_store_system, Callback, Clock, CmdResponse, Config,
     StoreMeta, StoreStatsSnapshot, StoreSystem,
 };
 use slog::Logger;
@@ -52,6 +52,8 @@ pub struct Cluster {
     regions: Vec<metapb::Region>,
     pub pd: Arc<TestPd>,
     leader_hints: Mutex<HashMap<u64, metapb::Peer>>,
+    /// The clock the stores' peers read; the system clock unless set.
+    clock: Option<Arc<dyn Clock>>,
     logger: Logger,
 }
 
@@ -114,8 +116,15 @@ impl Cluster {
             regions,
             pd: Arc::new(TestPd::default()),
             leader_hints: Mutex::new(HashMap::new()),
+            clock: None,
             logger,
         }
+    }
+
+    /// Makes every store started from now on read `clock` (e.g. a [`raftstore::ManualClock`]
+    /// to move leases and deadlines by hand).
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        self.clock = Some(clock);
     }
 
     pub fn start(&mut self) {
@@ -167,6 +176,9 @@ impl Cluster {
         let engines = open_engines(&self.dirs[&store_id], &self.logger);
         let logger = self.logger.new(slog::o!("store_id" => store_id));
         let (router, mut system) = create_store_system(&self.cfg, &logger).expect("store system");
+        if let Some(clock) = &self.clock {
+            system.set_clock(clock.clone());
+        }
         let meta = Arc::new(Mutex::new(StoreMeta::new(StoreId(store_id))));
         self.hub.register(store_id, router.clone());
         let transport = SimTransport::new(StoreId(store_id), self.hub.clone());

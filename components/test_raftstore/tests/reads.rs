@@ -1,9 +1,11 @@
 //! Linearizable reads: lease reads, ReadIndex, and reads racing writes and leader changes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use raftstore::Config;
+use raftstore::{Config, ManualClock};
+use test_raftstore::util::wait_for;
 use test_raftstore::Cluster;
 
 #[test]
@@ -27,20 +29,34 @@ fn reads_use_the_lease_when_it_is_valid() {
     assert!(lease > 0, "no read was served from the lease");
 }
 
+/// The stores' clock moved by hand: a read inside the lease is served locally; once the clock
+/// passes the lease, a read confirms leadership with ReadIndex, which renews the lease from
+/// the time it was sent, so the next read is local again. Nothing sleeps.
 #[test]
-fn reads_without_a_lease_use_read_index() {
-    let mut cfg = Config::for_tests();
-    // A lease much shorter than the time between write and read.
-    cfg.raft_store_max_leader_lease = util::config::ReadableDuration::millis(1);
-    let mut cluster = Cluster::new(3, &[], cfg);
+fn the_lease_expires_and_renews_on_the_stores_clock() {
+    let clock = Arc::new(ManualClock::default());
+    let mut cluster = Cluster::new(3, &[], Config::for_tests()); // 200 ms lease
+    cluster.set_clock(clock.clone());
     cluster.start();
     cluster.must_put(b"k", b"v");
     let leader = cluster.wait_leader(1);
+    let paths = |before: &raftstore::StoreStatsSnapshot| {
+        let after = cluster.stats(leader.store_id);
+        (after.lease_reads - before.lease_reads, after.read_index_reads - before.read_index_reads)
+    };
+    // The clock stands still, so once the leader has applied its put, the lease holds.
+    wait_for("a lease read", Duration::from_secs(10), || {
+        let before = cluster.stats(leader.store_id);
+        cluster.must_get_equal(b"k", b"v");
+        (paths(&before) == (1, 0)).then_some(())
+    });
+    clock.advance(Duration::from_secs(1));
     let before = cluster.stats(leader.store_id);
-    std::thread::sleep(Duration::from_millis(5)); // let the 1 ms lease lapse (not a sync point)
     cluster.must_get_equal(b"k", b"v");
-    let after = cluster.stats(leader.store_id);
-    assert!(after.read_index_reads > before.read_index_reads);
+    assert_eq!(paths(&before), (0, 1), "past the lease: ReadIndex");
+    let before = cluster.stats(leader.store_id);
+    cluster.must_get_equal(b"k", b"v");
+    assert_eq!(paths(&before), (1, 0), "the ReadIndex renewed the lease");
 }
 
 /// A read never returns a value older than a write acknowledged before the read started,

@@ -91,7 +91,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return Some(cmd);
         }
         let Some(wait) = self.leader_wait.as_mut() else { return Some(cmd) };
-        if Instant::now() >= wait.deadline || wait.held.len() >= ctx.cfg.max_pending_proposals {
+        if ctx.clock.now() >= wait.deadline || wait.held.len() >= ctx.cfg.max_pending_proposals {
             return Some(cmd); // answered NotLeader by the usual checks
         }
         wait.held.push(cmd);
@@ -107,7 +107,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         let leader_known = self.leader_id_known();
         let Some(wait) = self.leader_wait.as_mut() else { return };
-        let now = Instant::now();
+        let now = ctx.clock.now();
         let held = if leader_known {
             let wait = self.leader_wait.take().expect("checked above");
             if wait.measured {

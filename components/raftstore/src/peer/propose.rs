@@ -4,8 +4,6 @@
 //! (`NotLeader` with the known leader) → epoch (`EpochNotMatch`) → keys in range
 //! (`KeyNotInRegion`) → entry size (`RaftEntryTooLarge`) → pending bound (`ServerIsBusy`).
 
-use std::time::Instant;
-
 use engine_traits::{KvEngine, RaftEngine};
 use prost::Message as _;
 use proto::raft_cmdpb::{
@@ -218,7 +216,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         req: &RaftCmdRequest,
         callbacks: Vec<(Callback<Snap<EK>>, usize)>,
     ) -> Option<LogIndex> {
-        let proposed_at = Instant::now();
+        let proposed_at = ctx.clock.now();
         let last_index = self.raft_group.raft.raft_log.last_index();
         let data = req.encode_to_vec();
         let res = self.raft_group.propose(vec![], data);
@@ -262,7 +260,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 let target_id = target.id;
                 info!(self.logger, "transferring leadership"; "to" => target_id);
                 // Another peer may become leader before our lease would end.
-                self.lease.suspect(Instant::now());
+                self.lease.suspect(ctx.clock.now());
                 self.raft_group.transfer_leader(target_id);
                 cb.invoke(RaftCmdResponse {
                     header: Some(RaftResponseHeader {

@@ -62,7 +62,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         request: RaftCmdRequest,
         callback: Callback<Snap<EK>>,
     ) {
-        if self.can_read_locally() {
+        let now = ctx.clock.now();
+        if self.can_read_locally(now) {
             ctx.stats.record_lease_read();
             self.serve_read(ctx, request, callback);
             return;
@@ -85,19 +86,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             read_index: None,
         });
         if self.applied_term == self.term() {
-            self.send_read_indexes();
+            self.send_read_indexes(now);
         }
     }
 
-    fn can_read_locally(&self) -> bool {
+    fn can_read_locally(&self, now: Instant) -> bool {
         self.is_leader()
             && self.applied_term == self.term()
-            && self.lease.inspect(Instant::now()) == LeaseState::Valid
+            && self.lease.inspect(now) == LeaseState::Valid
     }
 
-    /// Issues ReadIndex for every read still waiting for one.
-    pub(super) fn send_read_indexes(&mut self) {
-        let now = Instant::now();
+    /// Issues ReadIndex for every read still waiting for one; `now` is when they are sent.
+    pub(super) fn send_read_indexes(&mut self, now: Instant) {
         for r in self.reads.reads.iter_mut().filter(|r| r.sent_at.is_none()) {
             r.sent_at = Some(now);
             self.raft_group.read_index(r.id.to_be_bytes().to_vec());

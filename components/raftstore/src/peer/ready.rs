@@ -13,8 +13,6 @@
 //! 6. the messages that MUST wait for persistence (a follower's acks and votes) are sent;
 //! 7. `advance_append`, and the light ready's messages and committed entries are handled.
 
-use std::time::Instant;
-
 use engine_traits::{KvEngine, RaftEngine};
 use proto::raft_serverpb::RaftMessage;
 use protobuf::Message as _;
@@ -108,7 +106,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.leader_guard = Some(ctx.stats.leader_guard());
                 // The lease starts when the term's first entry commits; the instant is
                 // taken before that entry is sent (it is sent later in this ready).
-                self.leader_since = Some(Instant::now());
+                self.leader_since = Some(ctx.clock.now());
                 // PD routes clients by the leader it knows: tell it now, not at the next
                 // periodic heartbeat (a region created by a split has no leader there yet).
                 self.heartbeat_pd(ctx);
@@ -159,7 +157,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().on_applied(res.apply_state);
         self.raft_group.advance_apply_to(applied);
         if self.is_leader() && self.applied_term == self.term() {
-            self.send_read_indexes();
+            self.send_read_indexes(ctx.clock.now());
         }
         self.serve_ready_reads(ctx);
     }

@@ -271,7 +271,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.size.approximate_keys = None;
         self.size.diff_hint = ctx.cfg.split_check_diff();
         let mut wake = Vec::new();
-        let applied_at = std::time::Instant::now();
+        let applied_at = ctx.clock.now();
         {
             let mut meta = ctx.store_meta.lock();
             meta.set_region(derived.clone());

@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use util::StoreId;
 
 use crate::apply::ApplyRouter;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::pd::PdHandle;
 use crate::peer::storage::Engines;
@@ -49,6 +50,8 @@ pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
     pub split_checker: SplitChecker,
     /// One-shot ticks at an instant (deadlines finer than the base tick).
     pub ticker: Ticker,
+    /// The time peer logic reads (`clock.rs`).
+    pub clock: Arc<dyn Clock>,
     /// The store's logger, for peers created at run time.
     pub logger: slog::Logger,
 }

@@ -26,6 +26,7 @@ use super::router::RaftRouter;
 use super::ticker::{self, TickerThread};
 use super::PollContext;
 use crate::apply::{ApplyControlFsm, ApplyFsm, ApplyPollerBuilder};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::pd::PdHandle;
@@ -44,6 +45,7 @@ pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     stats: StoreStats,
     ticker: Option<TickerThread>,
     split_checker: Option<(Sender<()>, JoinHandle<()>)>,
+    clock: Arc<dyn Clock>,
     logger: Logger,
 }
 
@@ -81,6 +83,7 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
         stats: StoreStats::default(),
         ticker: None,
         split_checker: None,
+        clock: Arc::new(SystemClock),
         logger: logger.clone(),
     };
     Ok((router, system))
@@ -89,6 +92,13 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
 impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
     pub fn stats(&self) -> &StoreStats {
         &self.stats
+    }
+
+    /// Replaces the system clock the peers read (tests: a [`crate::ManualClock`]). MUST be
+    /// called before [`StoreSystem::start`].
+    pub fn set_clock(&mut self, clock: Arc<dyn Clock>) {
+        assert!(self.ticker.is_none(), "the clock is set before the store starts");
+        self.clock = clock;
     }
 
     /// Loads the store's regions and starts the pollers, the split checker and the ticker.
@@ -174,6 +184,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
                 pd,
                 split_checker,
                 ticker,
+                clock: self.clock.clone(),
                 logger: self.logger.clone(),
             },
             logger: self.logger.new(o!("system" => "raft")),
