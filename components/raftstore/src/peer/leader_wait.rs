@@ -77,7 +77,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // Refused when the ticker is full: the next base tick checks the deadline instead.
             ctx.ticker.schedule(self.region_id, wait.deadline(), PeerTick::LeaderWaitDeadline);
         }
-        self.leader_wait = Some(wait);
+        self.life.leader_wait = Some(wait);
     }
 
     /// Step 2: holds `cmd` if the region has had no leader yet and the wait is open; gives it
@@ -90,7 +90,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if cmd.request.status_request.is_some() || self.leader_id_known() {
             return Some(cmd);
         }
-        let Some(wait) = self.leader_wait.as_mut() else { return Some(cmd) };
+        let Some(wait) = self.life.leader_wait.as_mut() else { return Some(cmd) };
         if ctx.clock.now() >= wait.deadline || wait.held.len() >= ctx.cfg.max_pending_proposals {
             return Some(cmd); // answered NotLeader by the usual checks
         }
@@ -106,10 +106,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
     ) {
         let leader_known = self.leader_id_known();
-        let Some(wait) = self.leader_wait.as_mut() else { return };
+        let Some(wait) = self.life.leader_wait.as_mut() else { return };
         let now = ctx.clock.now();
         let held = if leader_known {
-            let wait = self.leader_wait.take().expect("checked above");
+            let wait = self.life.leader_wait.take().expect("checked above");
             if wait.measured {
                 let ms = now.saturating_duration_since(wait.created_at).as_millis() as u64;
                 ctx.stats.record_split_to_leader(ms);
@@ -135,7 +135,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Answers the held commands of a peer that goes away.
     pub(super) fn fail_leader_wait(&mut self, err: &Error) {
-        if let Some(mut wait) = self.leader_wait.take() {
+        if let Some(mut wait) = self.life.leader_wait.take() {
             let e = err.clone().into_region_error();
             for cmd in wait.take_held() {
                 cmd.callback.invoke_with_error(e.clone());

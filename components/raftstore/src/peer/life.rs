@@ -17,7 +17,7 @@ use crate::store::PollContext;
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub fn destroy<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
-        if self.stopped {
+        if self.life.stopped {
             return;
         }
         info!(self.logger, "destroying peer");
@@ -52,13 +52,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         self.fail_reads(&err);
         self.fail_leader_wait(&err);
-        if let Some(p) = self.pending_epoch_change.take() {
+        if let Some(p) = self.leadership.epoch_change.take() {
             for cmd in p.held {
                 cmd.callback.invoke_with_error(e.clone());
             }
         }
-        self.pending_ready = None;
-        self.leader_guard = None;
-        self.stopped = true;
+        self.ready.pending = None;
+        self.leadership.guard = None;
+        self.life.stopped = true;
     }
 }

@@ -49,7 +49,9 @@ use self::storage::PeerStorage;
 
 type Snap<EK> = <EK as KvEngine>::Snapshot;
 
-/// The raft peer of one region on this store.
+/// The raft peer of one region on this store. What it holds beyond raft is grouped by who
+/// needs it: [`Leadership`] (meaningful while leading), [`ReadyState`] (the ready loop),
+/// [`LifeState`] (where the peer is in its life), and the proposal pipeline.
 pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     region_id: RegionId,
     meta: metapb::Peer,
@@ -59,28 +61,46 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     /// Small writes of this round, proposed together as one entry at the end of the round.
     batcher: WriteBatcher<Snap<EK>>,
     reads: ReadQueue<Snap<EK>>,
-    lease: Lease,
-    /// Set when this peer became leader, until the first entry of its term commits; that
-    /// commit proves the leadership from that instant and starts the lease.
-    leader_since: Option<Instant>,
-    /// Held exactly while raft says this peer leads: counts it in `StoreStats::leaders`.
-    leader_guard: Option<LeaderGuard>,
-    /// The ready handed out this round, persisted at the round's end (see `ready`).
-    pending_ready: Option<Ready>,
+    leadership: Leadership<Snap<EK>>,
+    ready: ReadyState,
+    life: LifeState<Snap<EK>>,
     applied_term: Term,
     /// Other peers of the region, by id, to address raft messages.
     peer_cache: HashMap<u64, metapb::Peer>,
-    /// A commit index learned after the last persisted hard state; persisted next round.
-    commit_dirty: bool,
+    size: SizeTracker,
+    logger: Logger,
+}
+
+/// What a leader keeps: its lease and the epoch change it proposed. Reset (lease expired,
+/// guard dropped) when the peer stops leading; `epoch_change` resolves then too (`split`).
+struct Leadership<S> {
+    lease: Lease,
+    /// Set when this peer became leader, until the first entry of its term commits; that
+    /// commit proves the leadership from that instant and starts the lease.
+    since: Option<Instant>,
+    /// Held exactly while raft says this peer leads: counts it in `StoreStats::leaders`.
+    guard: Option<LeaderGuard>,
     /// A proposed split not applied yet, and the commands held behind it (see `split`).
-    pending_epoch_change: Option<PendingEpochChange<Snap<EK>>>,
+    epoch_change: Option<PendingEpochChange<S>>,
     /// The pending epoch change's entry was overwritten by another leader's.
     epoch_change_dropped: bool,
+}
+
+/// The ready loop's state between the two halves of a round (see `ready`).
+#[derive(Default)]
+struct ReadyState {
+    /// The ready handed out this round, persisted at the round's end.
+    pending: Option<Ready>,
+    /// A commit index learned after the last persisted hard state; persisted next round.
+    commit_dirty: bool,
+}
+
+/// Where the peer is in its life. (Snapshot apply and pending removal join it with #12.)
+struct LifeState<S> {
     /// A peer a split created, until its region's first leader is known (see `leader_wait`).
-    leader_wait: Option<LeaderWait<Snap<EK>>>,
-    size: SizeTracker,
+    leader_wait: Option<LeaderWait<S>>,
+    /// Destroyed or shutting down: handles nothing more.
     stopped: bool,
-    logger: Logger,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -120,19 +140,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             proposals: VecDeque::new(),
             batcher: WriteBatcher::new(cfg),
             reads: ReadQueue::default(),
-            lease: Lease::new(cfg.raft_store_max_leader_lease.as_duration()),
-            leader_since: None,
-            leader_guard: None,
-            pending_ready: None,
+            leadership: Leadership {
+                lease: Lease::new(cfg.raft_store_max_leader_lease.as_duration()),
+                since: None,
+                guard: None,
+                epoch_change: None,
+                epoch_change_dropped: false,
+            },
+            ready: ReadyState::default(),
+            life: LifeState { leader_wait: None, stopped: false },
             applied_term,
             peer_cache: HashMap::new(),
-            commit_dirty: false,
-            pending_epoch_change: None,
-            epoch_change_dropped: false,
-            leader_wait: None,
             // Every peer's first check (after it leads) measures its region.
             size: SizeTracker { diff_hint: u64::MAX, ..SizeTracker::default() },
-            stopped: false,
             logger,
         };
         for p in &region.peers {
@@ -182,6 +202,6 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.stopped
+        self.life.stopped
     }
 }

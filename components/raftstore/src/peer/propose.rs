@@ -260,7 +260,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 let target_id = target.id;
                 info!(self.logger, "transferring leadership"; "to" => target_id);
                 // Another peer may become leader before our lease would end.
-                self.lease.suspect(ctx.clock.now());
+                self.leadership.lease.suspect(ctx.clock.now());
                 self.raft_group.transfer_leader(target_id);
                 cb.invoke(RaftCmdResponse {
                     header: Some(RaftResponseHeader {
@@ -329,17 +329,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 if p.index.get() == e.index && p.term == Term(e.term) {
                     if self.is_leader() && p.term == self.term() {
                         // A quorum accepted it after `proposed_at`.
-                        self.lease.renew(p.proposed_at);
+                        self.leadership.lease.renew(p.proposed_at);
                     }
                     matched.push(p);
                 } else {
                     debug!(self.logger, "stale proposal"; "index" => p.index, "term" => p.term);
                     if self
-                        .pending_epoch_change
+                        .leadership
+                        .epoch_change
                         .as_ref()
                         .is_some_and(|c| c.index == p.index && c.term == p.term)
                     {
-                        self.epoch_change_dropped = true;
+                        self.leadership.epoch_change_dropped = true;
                     }
                     let err = Error::StaleCommand.into_region_error();
                     for (cb, _) in p.callbacks {

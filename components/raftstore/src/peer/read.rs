@@ -93,7 +93,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     fn can_read_locally(&self, now: Instant) -> bool {
         self.is_leader()
             && self.applied_term == self.term()
-            && self.lease.inspect(now) == LeaseState::Valid
+            && self.leadership.lease.inspect(now) == LeaseState::Valid
     }
 
     /// Issues ReadIndex for every read still waiting for one; `now` is when they are sent.
@@ -125,7 +125,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 }
             }
             if let (Some(t), true) = (renew_from, self.is_leader()) {
-                self.lease.renew(t);
+                self.leadership.lease.renew(t);
             }
         }
     }

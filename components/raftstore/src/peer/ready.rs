@@ -32,12 +32,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Takes the group's ready, if any, and does steps 1–5. Returns whether a ready is now
     /// pending persistence.
     pub fn handle_ready<T: Transport>(&mut self, ctx: &mut PollContext<EK, ER, T>) -> bool {
-        if self.pending_ready.is_some() {
+        if self.ready.pending.is_some() {
             return true; // one ready per round: the next waits for this one's persistence
         }
-        if self.commit_dirty {
+        if self.ready.commit_dirty {
             // A commit index learned from a light ready: persist it with this round.
-            self.commit_dirty = false;
+            self.ready.commit_dirty = false;
             let hs = self.raft_group.raft.hard_state();
             let store = self.raft_group.mut_store();
             store
@@ -74,14 +74,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if let Err(e) = store.append_ready(ready.entries(), hs.as_ref(), &mut ctx.raft_wb) {
             panic!("region {}: cannot encode raft log entries: {e}", self.region_id);
         }
-        self.pending_ready = Some(ready);
+        self.ready.pending = Some(ready);
         true
     }
 
     /// Steps 6–7, after the round's raft batch is durable. Returns whether raft has more work
     /// (the caller wakes the peer for another round).
     pub fn post_persist<T: Transport>(&mut self, ctx: &mut PollContext<EK, ER, T>) -> bool {
-        let Some(mut ready) = self.pending_ready.take() else {
+        let Some(mut ready) = self.ready.pending.take() else {
             return self.raft_group.has_ready();
         };
         let msgs = ready.take_persisted_messages();
@@ -90,7 +90,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if light.commit_index().is_some() {
             // Persisted lazily with the next ready: a lower commit index on disk only means
             // raft re-learns it after a restart (`PeerStorage::load` never goes below applied).
-            self.commit_dirty = true;
+            self.ready.commit_dirty = true;
         }
         let msgs = light.take_messages();
         self.send_messages(ctx, msgs);
@@ -103,19 +103,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         match role {
             StateRole::Leader => {
                 info!(self.logger, "became leader"; "term" => self.term());
-                self.leader_guard = Some(ctx.stats.leader_guard());
+                self.leadership.guard = Some(ctx.stats.leader_guard());
                 // The lease starts when the term's first entry commits; the instant is
                 // taken before that entry is sent (it is sent later in this ready).
-                self.leader_since = Some(ctx.clock.now());
+                self.leadership.since = Some(ctx.clock.now());
                 // PD routes clients by the leader it knows: tell it now, not at the next
                 // periodic heartbeat (a region created by a split has no leader there yet).
                 self.heartbeat_pd(ctx);
             }
             StateRole::Follower | StateRole::Candidate | StateRole::PreCandidate => {
                 debug!(self.logger, "not leader"; "role" => ?role, "term" => self.term());
-                self.lease.expire();
-                self.leader_since = None;
-                self.leader_guard = None;
+                self.leadership.lease.expire();
+                self.leadership.since = None;
+                self.leadership.guard = None;
                 let err = self.not_leader();
                 self.fail_reads(&err);
             }
@@ -126,10 +126,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if entries.is_empty() {
             return;
         }
-        if let (Some(since), true) = (self.leader_since, self.is_leader()) {
+        if let (Some(since), true) = (self.leadership.since, self.is_leader()) {
             if entries.iter().any(|e| e.term == self.term().get()) {
-                self.lease.renew(since);
-                self.leader_since = None;
+                self.leadership.lease.renew(since);
+                self.leadership.since = None;
             }
         }
         let proposals = self.take_proposals_for(&entries);

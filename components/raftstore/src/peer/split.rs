@@ -203,7 +203,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// once the change resolves, so ordinary writes keep piggybacking their commits.
     pub(super) fn begin_epoch_change(&mut self, index: LogIndex) {
         self.raft_group.skip_bcast_commit(false);
-        self.pending_epoch_change =
+        self.leadership.epoch_change =
             Some(PendingEpochChange { index, term: self.term(), held: Vec::new() });
     }
 
@@ -214,7 +214,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &PollContext<EK, ER, T>,
         cmd: RaftCommand<Snap<EK>>,
     ) -> Option<RaftCommand<Snap<EK>>> {
-        let Some(pending) = self.pending_epoch_change.as_mut() else { return Some(cmd) };
+        let Some(pending) = self.leadership.epoch_change.as_mut() else { return Some(cmd) };
         if pending.held.len() >= ctx.cfg.max_pending_proposals {
             // The client backs off and retries; by then the split has applied.
             cmd.callback.invoke_with_error(Error::StaleCommand.into_region_error());
@@ -231,17 +231,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
     ) {
-        let Some(p) = &self.pending_epoch_change else { return };
+        let Some(p) = &self.leadership.epoch_change else { return };
         let resolved = self.applied_index() >= p.index
             || !self.is_leader()
             || self.term() != p.term
-            || self.epoch_change_dropped;
+            || self.leadership.epoch_change_dropped;
         if !resolved {
             return;
         }
-        self.epoch_change_dropped = false;
+        self.leadership.epoch_change_dropped = false;
         self.raft_group.skip_bcast_commit(true);
-        let p = self.pending_epoch_change.take().expect("checked above");
+        let p = self.leadership.epoch_change.take().expect("checked above");
         if !p.held.is_empty() {
             debug!(self.logger, "re-checking commands held behind a split"; "count" => p.held.len());
         }
@@ -357,7 +357,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     pub(super) fn on_split_check_tick<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         if !self.is_leader()
             || self.size.checking
-            || self.pending_epoch_change.is_some()
+            || self.leadership.epoch_change.is_some()
             || self.size.diff_hint < ctx.cfg.split_check_diff()
         {
             return;
