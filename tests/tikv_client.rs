@@ -156,6 +156,17 @@ impl Env {
         }
     }
 
+    /// A PD client of the cluster (region counts, routing).
+    async fn pd(&self) -> pd_client::PdClient {
+        pd_client::PdClient::connect(
+            vec![self.cluster.pd_addr.clone()],
+            Duration::from_secs(5),
+            slog::Logger::root(slog::Discard, slog::o!()),
+        )
+        .await
+        .expect("connect to PD")
+    }
+
     /// Polls `cond` every 100 ms until it holds; panics if it does not within `timeout`.
     async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut cond: F)
     where
@@ -825,13 +836,7 @@ async fn two_hundred_thousand_keys_across_auto_splits() {
         env.ok("batch_put 10k", c.batch_put(pairs)).await;
     }
     // About 10 MB of data over a 384 KiB maximum: the region splits many times.
-    let pd = pd_client::PdClient::connect(
-        vec![env.cluster.pd_addr.clone()],
-        Duration::from_secs(5),
-        slog::Logger::root(slog::Discard, slog::o!()),
-    )
-    .await
-    .expect("connect to PD");
+    let pd = env.pd().await;
     env.wait_until("the cluster to split", Duration::from_secs(120), || async {
         pd.scan_regions(b"", b"", 10_000).await.map(|r| r.len()).unwrap_or(0) >= 16
     })
@@ -935,13 +940,7 @@ async fn auto_split_under_concurrent_puts_and_gets_surfaces_no_error() {
     for t in tasks {
         t.await.expect("workload task");
     }
-    let pd = pd_client::PdClient::connect(
-        vec![env.cluster.pd_addr.clone()],
-        Duration::from_secs(5),
-        slog::Logger::root(slog::Discard, slog::o!()),
-    )
-    .await
-    .expect("connect to PD");
+    let pd = env.pd().await;
     let regions = pd.scan_regions(b"", b"", 10_000).await.expect("scan regions").len();
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let gets = gets.load(Ordering::Relaxed);

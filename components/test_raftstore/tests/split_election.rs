@@ -108,26 +108,29 @@ fn send_put(
     rx
 }
 
-/// Splits region 1 at `m` while new regions cannot elect; returns the new (left) region and
-/// its peer on the parent leader's store, which is campaigning.
-fn split_leaderless(cluster: &Cluster) -> (metapb::Region, metapb::Peer) {
+/// A cluster with `leader-wait-timeout = wait`, split at `m` while new regions cannot elect
+/// (until the returned switch is turned off). Returns the new (left) region and its peer on
+/// the parent leader's store, which is campaigning.
+fn split_leaderless(
+    wait: ReadableDuration,
+) -> (Cluster, Arc<AtomicBool>, metapb::Region, metapb::Peer) {
+    let cfg = Config { leader_wait_timeout: wait, ..Config::for_tests() };
+    let mut cluster = Cluster::new(3, &[], cfg);
+    cluster.start();
+    cluster.must_put(b"a", b"1");
+    let blocked = Arc::new(AtomicBool::new(true));
+    cluster.hub.add_filter(BlockNewElections { on: blocked.clone() });
     let leader = cluster.wait_leader(1);
     let (left, _) = cluster.must_split(b"m");
     let peer = left.peers.iter().find(|p| p.store_id == leader.store_id).unwrap().clone();
-    (left, peer)
+    (cluster, blocked, left, peer)
 }
 
 /// A write that reaches the new region's campaigning peer before the election is held until
 /// the region has a leader: no `NotLeader` without a leader for the client to back off on.
 #[test]
 fn a_command_waits_for_the_new_regions_first_leader() {
-    let cfg = Config { leader_wait_timeout: ReadableDuration::secs(30), ..Config::for_tests() };
-    let mut cluster = Cluster::new(3, &[], cfg);
-    cluster.start();
-    cluster.must_put(b"a", b"1");
-    let blocked = Arc::new(AtomicBool::new(true));
-    cluster.hub.add_filter(BlockNewElections { on: blocked.clone() });
-    let (left, peer) = split_leaderless(&cluster);
+    let (cluster, blocked, left, peer) = split_leaderless(ReadableDuration::secs(30));
     let held_before = cluster.stats(peer.store_id).commands_held_for_leader;
 
     let answer = send_put(&cluster, &left, &peer, b"b");
@@ -155,13 +158,7 @@ fn a_command_waits_for_the_new_regions_first_leader() {
 /// region answers at once.
 #[test]
 fn a_new_region_without_a_leader_answers_not_leader_after_the_wait() {
-    let cfg = Config { leader_wait_timeout: ReadableDuration::secs(1), ..Config::for_tests() };
-    let mut cluster = Cluster::new(3, &[], cfg);
-    cluster.start();
-    cluster.must_put(b"a", b"1");
-    let blocked = Arc::new(AtomicBool::new(true));
-    cluster.hub.add_filter(BlockNewElections { on: blocked });
-    let (left, peer) = split_leaderless(&cluster);
+    let (cluster, _blocked, left, peer) = split_leaderless(ReadableDuration::secs(1));
     let held_before = cluster.stats(peer.store_id).commands_held_for_leader;
 
     let err = send_put(&cluster, &left, &peer, b"b").recv_timeout(T).expect("answered");
