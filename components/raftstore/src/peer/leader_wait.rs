@@ -57,7 +57,7 @@ impl<S> LeaderWait<S> {
         self.deadline
     }
 
-    /// Gives the held commands up (the peer is being destroyed).
+    /// Takes the held commands out (the deadline passed, or the peer is being destroyed).
     pub(super) fn take_held(&mut self) -> Vec<RaftCommand<S>> {
         std::mem::take(&mut self.held)
     }
