@@ -119,11 +119,8 @@ impl StoreStats {
         let i = &self.inner;
         i.raft_fsyncs.fetch_add(1, Ordering::Relaxed);
         i.proposals_synced.fetch_add(proposals, Ordering::Relaxed);
-        let bucket = PROPOSALS_PER_FSYNC_BUCKETS
-            .iter()
-            .position(|&b| proposals <= b)
-            .unwrap_or(PROPOSALS_PER_FSYNC_BUCKETS.len());
-        i.proposals_per_fsync[bucket].fetch_add(1, Ordering::Relaxed);
+        i.proposals_per_fsync[bucket(&PROPOSALS_PER_FSYNC_BUCKETS, proposals)]
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn record_apply_round(&self, answered: usize) {
@@ -163,11 +160,8 @@ impl StoreStats {
     /// leader `ms` milliseconds after the split applied here.
     pub fn record_split_to_leader(&self, ms: u64) {
         let i = &self.inner;
-        let bucket = SPLIT_TO_LEADER_MS_BUCKETS
-            .iter()
-            .position(|&b| ms <= b)
-            .unwrap_or(SPLIT_TO_LEADER_MS_BUCKETS.len());
-        i.split_to_leader_ms[bucket].fetch_add(1, Ordering::Relaxed);
+        i.split_to_leader_ms[bucket(&SPLIT_TO_LEADER_MS_BUCKETS, ms)]
+            .fetch_add(1, Ordering::Relaxed);
         i.split_to_leader_ms_sum.fetch_add(ms, Ordering::Relaxed);
     }
 
@@ -204,6 +198,11 @@ impl StoreStats {
             split_to_leader_ms_sum: load(&i.split_to_leader_ms_sum),
         }
     }
+}
+
+/// The bucket of `value` in a histogram with upper `bounds` and one open bucket after them.
+fn bucket(bounds: &[u64], value: u64) -> usize {
+    bounds.iter().position(|&b| value <= b).unwrap_or(bounds.len())
 }
 
 /// One leader counted in [`StoreStats::leaders`] while this lives.

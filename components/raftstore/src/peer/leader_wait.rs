@@ -80,16 +80,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.life.leader_wait = Some(wait);
     }
 
-    /// Step 2: holds `cmd` if the region has had no leader yet and the wait is open; gives it
-    /// back otherwise.
+    /// Step 2: holds `cmd`, which the checks would answer `NotLeader` without a leader (status
+    /// queries never are), if the wait is open; gives it back otherwise.
     pub(super) fn hold_until_leader<T>(
         &mut self,
         ctx: &PollContext<EK, ER, T>,
         cmd: RaftCommand<Snap<EK>>,
     ) -> Option<RaftCommand<Snap<EK>>> {
-        if cmd.request.status_request.is_some() || self.leader_id_known() {
-            return Some(cmd);
-        }
         let Some(wait) = self.life.leader_wait.as_mut() else { return Some(cmd) };
         if ctx.clock.now() >= wait.deadline || wait.held.len() >= ctx.cfg.max_pending_proposals {
             return Some(cmd); // answered NotLeader by the usual checks
@@ -106,17 +103,18 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
     ) {
         let leader_known = self.leader_id_known();
-        let Some(wait) = self.life.leader_wait.as_mut() else { return };
         let now = ctx.clock.now();
+        let Some(wait) = self.life.leader_wait.as_mut() else { return };
         let held = if leader_known {
-            let wait = self.life.leader_wait.take().expect("checked above");
+            let held = wait.take_held();
             if wait.measured {
                 let ms = now.saturating_duration_since(wait.created_at).as_millis() as u64;
                 ctx.stats.record_split_to_leader(ms);
                 debug!(self.logger, "first leader known"; "after_ms" => ms,
                     "leader" => self.raft_group.raft.leader_id);
             }
-            wait.held
+            self.life.leader_wait = None;
+            held
         } else if now >= wait.deadline && !wait.held.is_empty() {
             // Still no leader: the commands get `NotLeader` without one. The wait stays, to
             // measure the first leader, but holds nothing any more (step 2 checks the time).
@@ -130,6 +128,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     fn leader_id_known(&self) -> bool {
+        // A leader id without an address (not in the peer cache yet) still ends the wait: the
+        // command then answers `NotLeader` without a leader, as before the wait existed.
         self.raft_group.raft.leader_id != raft::INVALID_ID
     }
 

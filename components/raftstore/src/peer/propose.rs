@@ -2,7 +2,9 @@
 //!
 //! Check order (each answers its own region error): store id (`StoreNotMatch`) → leader
 //! (`NotLeader` with the known leader) → epoch (`EpochNotMatch`) → keys in range
-//! (`KeyNotInRegion`) → entry size (`RaftEntryTooLarge`) → pending bound (`ServerIsBusy`).
+//! (`KeyNotInRegion`) → entry size (`RaftEntryTooLarge`) → pending bound (`ServerIsBusy`). A
+//! command that would get `NotLeader` without a leader at a new peer may wait for the region's
+//! first leader instead (`leader_wait`), then goes through the checks again.
 
 use engine_traits::{KvEngine, RaftEngine};
 use prost::Message as _;
@@ -80,10 +82,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
         cmd: RaftCommand<Snap<EK>>,
     ) {
-        // A new region's first leader may be a round trip away: wait for it (`leader_wait`).
-        let Some(cmd) = self.hold_until_leader(ctx, cmd) else { return };
         if let Err(e) = self.pre_check(ctx, &cmd.request) {
-            cmd.callback.invoke_with_error(e.into_region_error());
+            // Rather than `NotLeader` without a leader, a new region's first leader may be a
+            // round trip away: wait for it (`leader_wait`).
+            let cmd = if matches!(e, Error::NotLeader { leader: None, .. }) {
+                self.hold_until_leader(ctx, cmd)
+            } else {
+                Some(cmd)
+            };
+            if let Some(cmd) = cmd {
+                cmd.callback.invoke_with_error(e.into_region_error());
+            }
             return;
         }
         let kind = match request_kind(&cmd.request) {

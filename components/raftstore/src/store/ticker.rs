@@ -14,6 +14,7 @@
 //!    stop channel, so it wakes at once).
 
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::BinaryHeap;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -54,13 +55,6 @@ impl Ticker {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
     }
-
-    /// A ticker whose requests go nowhere (unit tests of peer logic).
-    #[cfg(test)]
-    pub fn disconnected() -> Ticker {
-        let (tx, _) = crossbeam_channel::bounded(1);
-        Ticker { tx }
-    }
 }
 
 /// The running timer thread; dropping `stop` stops it.
@@ -96,8 +90,8 @@ fn run<EK: KvEngine, ER: RaftEngine>(
     let mut next_base = Instant::now() + base_tick;
     loop {
         let now = Instant::now();
-        while heap.peek().is_some_and(|Reverse((at, ..))| *at <= now) {
-            let Reverse((_, _, region_id, tick)) = heap.pop().expect("peeked");
+        while let Some(due) = heap.peek_mut().filter(|top| top.0 .0 <= now) {
+            let Reverse((_, _, region_id, tick)) = PeekMut::pop(due);
             let _ = router.send(region_id, PeerMsg::Tick(tick));
         }
         if now >= next_base {
