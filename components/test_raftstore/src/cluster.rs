@@ -409,10 +409,19 @@ impl Cluster {
                     if follow_epoch
                         && (e.epoch_not_match.is_some() || e.key_not_in_region.is_some()) =>
                 {
-                    // Rejected under the layout `route` gave: retry once a store knows a newer
-                    // one (a split answers its commands just before its peer updates the meta).
+                    // Rejected under the layout `route` gave. Either the answering peer is
+                    // behind that layout (a follower applied the split first; epochs are
+                    // checked strictly, as TiKV does, so the peer refuses a newer one until
+                    // it applies it too): retry the same layout. Or the layout is stale: retry
+                    // once a store knows a newer one (a split answers its commands just before
+                    // its peer updates the meta).
+                    let peer_behind = e.epoch_not_match.as_ref().is_some_and(|m| {
+                        m.current_regions.iter().any(|r| r.id == region_id && is_newer(&region, r))
+                    });
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if poll_until(left, || (route() != region).then_some(())).is_none() {
+                    if peer_behind {
+                        std::thread::sleep(Duration::from_millis(10));
+                    } else if poll_until(left, || (route() != region).then_some(())).is_none() {
                         return Err(e);
                     }
                     last_err = Some(e);
