@@ -42,9 +42,41 @@ pub fn open_kv_engine_with_format(
     logger: &Logger,
 ) -> std::result::Result<RocksEngine, OpenError> {
     let tune = |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(format, cf, opts);
-    let db = open_db(path.as_ref(), cfg, ALL_CFS, tune, "kv", logger)?;
+    let db = open_db(path.as_ref(), cfg, ALL_CFS, tune, "", "kv", logger)?;
     slog::info!(logger, "KV engine value format"; "format" => ?format);
-    Ok(RocksEngine { db })
+    Ok(RocksEngine { db, durability: Durability::Wal })
+}
+
+/// Opens the KV engine at `path` for **power-cut tests**: what was not made durable is lost
+/// when the engine closes, as it would be in a power cut, while the process keeps running.
+///
+/// How: unsynced writes skip the WAL (they live only in memtables), the DB is opened with
+/// `avoid_flush_during_shutdown` (closing drops the memtables) and `atomic_flush` (a memtable
+/// flush persists one prefix of the writes across every CF, never the raft CF's apply state
+/// without the data it describes). What makes writes durable is what makes them durable in
+/// production: a synced write, or [`KvEngine::sync_wal`]; here both flush the memtables of
+/// every CF. RocksDB may also flush on its own (a full memtable), which persists more than
+/// the last sync, as a real power cut may. Never use it for a real store.
+pub fn open_kv_engine_losing_unsynced_writes(
+    path: impl AsRef<Path>,
+    cfg: &RocksDbConfig,
+    logger: &Logger,
+) -> std::result::Result<RocksEngine, OpenError> {
+    let tune = |cf: &str, opts: &mut rocksdb::Options| {
+        tune_cf_options(ValueFormat::Opaque, cf, opts)
+    };
+    let extra = "atomic_flush=true;avoid_flush_during_shutdown=true";
+    let db = open_db(path.as_ref(), cfg, ALL_CFS, tune, extra, "kv (losing unsynced writes)", logger)?;
+    Ok(RocksEngine { db, durability: Durability::MemtableFlush })
+}
+
+/// What makes a KV write durable (see [`open_kv_engine_losing_unsynced_writes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Durability {
+    /// Writes go to the WAL; syncing it makes them durable. Every real store.
+    Wal,
+    /// Writes skip the WAL; flushing every CF's memtable makes them durable. Tests only.
+    MemtableFlush,
 }
 
 /// The KV engine. Clones share one database, closed when the last clone, snapshot and iterator
@@ -52,6 +84,7 @@ pub fn open_kv_engine_with_format(
 #[derive(Clone)]
 pub struct RocksEngine {
     pub(crate) db: Arc<DB>,
+    durability: Durability,
 }
 
 impl fmt::Debug for RocksEngine {
@@ -92,14 +125,22 @@ impl KvEngine for RocksEngine {
             return Ok(());
         }
         let mut wo = rocksdb::WriteOptions::default();
-        wo.set_sync(opts.sync);
-        self.db.write_opt(batch, &wo).map_err(|e| engine_error("write batch", e))
+        match self.durability {
+            Durability::Wal => wo.set_sync(opts.sync),
+            Durability::MemtableFlush => wo.disable_wal(true),
+        }
+        self.db.write_opt(batch, &wo).map_err(|e| engine_error("write batch", e))?;
+        if opts.sync && self.durability == Durability::MemtableFlush {
+            self.flush_all()?;
+        }
+        Ok(())
     }
 
     fn delete_range_cf(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<()> {
-        self.db
-            .delete_range_cf(cf_handle(&self.db, cf), start, end)
-            .map_err(|e| engine_error("delete range", e))
+        // Through a batch, so it follows the engine's durability like every other write.
+        let mut wb = self.write_batch();
+        engine_traits::Mutable::delete_range_cf(&mut wb, cf, start, end);
+        self.write(&mut wb, &WriteOptions::default())
     }
 
     fn approximate_size_and_keys(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<RangeStats> {
@@ -113,6 +154,19 @@ impl KvEngine for RocksEngine {
     }
 
     fn sync_wal(&self) -> Result<()> {
-        self.db.flush_wal(true).map_err(|e| engine_error("sync wal", e))
+        match self.durability {
+            Durability::Wal => self.db.flush_wal(true).map_err(|e| engine_error("sync wal", e)),
+            Durability::MemtableFlush => self.flush_all(),
+        }
+    }
+}
+
+impl RocksEngine {
+    /// Flushes every CF's memtable at once (one prefix of the writes, see `atomic_flush`).
+    fn flush_all(&self) -> Result<()> {
+        let mut opts = FlushOptions::default();
+        opts.set_wait(true);
+        let cfs: Vec<_> = ALL_CFS.iter().map(|cf| cf_handle(&self.db, cf)).collect();
+        self.db.flush_cfs_opt(&cfs, &opts).map_err(|e| engine_error("flush", e))
     }
 }

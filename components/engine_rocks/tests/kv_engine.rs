@@ -1,6 +1,8 @@
 //! The KV engine against real RocksDB in temporary directories.
 
-use engine_rocks::{open_kv_engine, RocksDbConfig, RocksEngine};
+use engine_rocks::{
+    open_kv_engine, open_kv_engine_losing_unsynced_writes, RocksDbConfig, RocksEngine,
+};
 use engine_traits::{
     EngineIterator, IterOptions, Iterable, KvEngine, Mutable, Peekable, WriteBatch, WriteOptions,
     CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE,
@@ -317,6 +319,44 @@ fn synced_writes_survive_reopen() {
     let engine = open(&dir);
     assert_eq!(engine.get_value_cf(CF_DEFAULT, b"durable").unwrap().unwrap(), b"yes");
     assert_eq!(engine.get_value_cf(CF_RAFT, b"state").unwrap().unwrap(), b"s");
+}
+
+/// The power-cut simulation loses exactly what was not made durable: unsynced writes after
+/// the last sync, and nothing before it.
+#[test]
+fn losing_engine_drops_unsynced_writes_on_close_and_keeps_synced_ones() {
+    let dir = TempDir::new().unwrap();
+    let open_losing =
+        || open_kv_engine_losing_unsynced_writes(dir.path(), &small_config(), &logger()).unwrap();
+    {
+        let engine = open_losing();
+        put(&engine, CF_DEFAULT, &[(b"a", b"1")]);
+        put(&engine, CF_RAFT, &[(b"state", b"1")]);
+        engine.sync_wal().unwrap();
+        put(&engine, CF_DEFAULT, &[(b"b", b"lost")]);
+        engine.delete_range_cf(CF_DEFAULT, b"a", b"b").unwrap();
+        put(&engine, CF_RAFT, &[(b"state", b"2")]);
+        assert_eq!(engine.get_value_cf(CF_DEFAULT, b"b").unwrap().unwrap(), b"lost");
+    }
+    {
+        let engine = open_losing();
+        assert_eq!(engine.get_value_cf(CF_DEFAULT, b"a").unwrap().unwrap(), b"1");
+        assert_eq!(engine.get_value_cf(CF_DEFAULT, b"b").unwrap(), None, "unsynced: lost");
+        assert_eq!(engine.get_value_cf(CF_RAFT, b"state").unwrap().unwrap(), b"1");
+        let mut wb = engine.write_batch();
+        wb.put_cf(CF_DEFAULT, b"c", b"synced");
+        engine.write(&mut wb, &WriteOptions::synced()).unwrap();
+    }
+    let engine = open_losing();
+    assert_eq!(engine.get_value_cf(CF_DEFAULT, b"c").unwrap().unwrap(), b"synced");
+    drop(engine);
+    // The same unsynced writes on a real engine survive a close (kill -9 keeps the WAL).
+    let dir = TempDir::new().unwrap();
+    {
+        let engine = open(&dir);
+        put(&engine, CF_DEFAULT, &[(b"b", b"kept")]);
+    }
+    assert_eq!(open(&dir).get_value_cf(CF_DEFAULT, b"b").unwrap().unwrap(), b"kept");
 }
 
 #[test]

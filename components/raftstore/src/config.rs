@@ -60,6 +60,21 @@ pub struct Config {
     /// try. 0 turns the wait off. See `peer/leader_wait.rs`.
     pub leader_wait_timeout: ReadableDuration,
 
+    /// How often a leader considers compacting its region's raft log (`peer/log_gc.rs`).
+    pub raft_log_gc_tick_interval: ReadableDuration,
+    /// Compact only once at least this many entries every replica holds can go (unless the
+    /// tick was skipped `raft-log-reserve-max-ticks` times).
+    pub raft_log_gc_threshold: u64,
+    /// Past this many applied entries in the log, compact even what a lagging follower still
+    /// needs (it catches up by snapshot). Default: 3/4 of `region-split-size` / 1 KiB.
+    pub raft_log_gc_count_limit: Option<u64>,
+    /// Past this many bytes of log, compact as with the count limit. Default: 3/4 of
+    /// `region-split-size`.
+    pub raft_log_gc_size_limit: Option<ReadableSize>,
+    /// Ticks a compaction below `raft-log-gc-threshold` may be put off before it happens
+    /// anyway (so an idle region's few entries go too).
+    pub raft_log_reserve_max_ticks: usize,
+
     /// How often a leader considers checking whether its region should split.
     pub split_region_check_tick_interval: ReadableDuration,
     /// A leader checks its region's size only after this many bytes were written to it since
@@ -111,6 +126,12 @@ impl Default for Config {
             // ms); the official client's whole region backoff is about 1.5 s. Half a second
             // covers a slow election and leaves the client most of its budget.
             leader_wait_timeout: ReadableDuration::millis(500),
+            // TiKV's values.
+            raft_log_gc_tick_interval: ReadableDuration::secs(3),
+            raft_log_gc_threshold: 50,
+            raft_log_gc_count_limit: None,
+            raft_log_gc_size_limit: None,
+            raft_log_reserve_max_ticks: 6,
             split_region_check_tick_interval: ReadableDuration::secs(10),
             region_split_check_diff: None,
             right_derive_when_split: true,
@@ -131,6 +152,7 @@ impl Config {
             raft_election_timeout_ticks: 25,
             raft_store_max_leader_lease: ReadableDuration::millis(200),
             split_region_check_tick_interval: ReadableDuration::millis(100),
+            raft_log_gc_tick_interval: ReadableDuration::millis(100),
             ..Config::default()
         }
     }
@@ -161,6 +183,25 @@ impl Config {
         self.region_split_check_diff
             .map_or(self.coprocessor.split_size() / 16, |d| d.as_bytes())
             .max(1)
+    }
+
+    /// Applied entries in the log past which it is compacted even if a follower needs them.
+    pub fn raft_log_gc_count_limit(&self) -> u64 {
+        self.raft_log_gc_count_limit
+            .unwrap_or(self.coprocessor.split_size() * 3 / 4 / 1024)
+            .max(1)
+    }
+
+    /// Log bytes past which it is compacted even if a follower needs them.
+    pub fn raft_log_gc_size_limit(&self) -> u64 {
+        self.raft_log_gc_size_limit
+            .map_or(self.coprocessor.split_size() * 3 / 4, |s| s.as_bytes())
+            .max(1)
+    }
+
+    /// Raft base ticks between two log GC ticks (at least 1).
+    pub fn raft_log_gc_ticks(&self) -> u64 {
+        self.in_base_ticks(self.raft_log_gc_tick_interval)
     }
 
     /// Raft base ticks between two split-check ticks (at least 1).
@@ -215,10 +256,18 @@ impl Config {
             ("raft-max-inflight-msgs", self.raft_max_inflight_msgs),
             ("max-pending-proposals", self.max_pending_proposals),
             ("max-pending-reads", self.max_pending_reads),
+            ("raft-log-gc-threshold", self.raft_log_gc_threshold as usize),
+            ("raft-log-gc-count-limit", self.raft_log_gc_count_limit.unwrap_or(1) as usize),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.raft_log_gc_tick_interval.is_zero() {
+            return Err(ConfigError::invalid("raft-log-gc-tick-interval", "must be positive"));
+        }
+        if self.raft_log_gc_size_limit.is_some_and(|s| s.as_bytes() == 0) {
+            return Err(ConfigError::invalid("raft-log-gc-size-limit", "must be positive"));
         }
         if self.split_region_check_tick_interval.is_zero() {
             return Err(ConfigError::invalid(

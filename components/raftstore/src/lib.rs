@@ -11,6 +11,7 @@ pub mod callback;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod log_gc;
 pub mod msg;
 pub mod pd;
 pub mod peer;

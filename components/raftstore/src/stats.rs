@@ -32,6 +32,9 @@ struct Inner {
     commands_held_for_leader: AtomicU64,
     split_to_leader_ms: [AtomicU64; SPLIT_TO_LEADER_MS_BUCKETS.len() + 1],
     split_to_leader_ms_sum: AtomicU64,
+    log_compactions: AtomicU64,
+    log_entries_deleted: AtomicU64,
+    log_gc_tasks_dropped: AtomicU64,
     /// Live [`LeaderGuard`]s.
     leaders: AtomicU64,
 }
@@ -67,6 +70,13 @@ pub struct StoreStatsSnapshot {
     pub split_to_leader_ms: Vec<u64>,
     /// The sum of the times in `split_to_leader_ms`, in milliseconds.
     pub split_to_leader_ms_sum: u64,
+    /// CompactLog commands applied by the peers of this store (every replica counts its own).
+    pub log_compactions: u64,
+    /// Raft log entries the log GC worker deleted.
+    pub log_entries_deleted: u64,
+    /// Log GC tasks dropped because the worker's queue was full (the next compaction of the
+    /// region deletes what they would have).
+    pub log_gc_tasks_dropped: u64,
 }
 
 impl StoreStatsSnapshot {
@@ -88,6 +98,9 @@ impl StoreStatsSnapshot {
             commands_held_for_leader,
             split_to_leader_ms,
             split_to_leader_ms_sum,
+            log_compactions,
+            log_entries_deleted,
+            log_gc_tasks_dropped,
         } = self;
         let buckets = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(a, b)| a - b).collect();
         StoreStatsSnapshot {
@@ -105,6 +118,9 @@ impl StoreStatsSnapshot {
             commands_held_for_leader: commands_held_for_leader - before.commands_held_for_leader,
             split_to_leader_ms: buckets(split_to_leader_ms, &before.split_to_leader_ms),
             split_to_leader_ms_sum: split_to_leader_ms_sum - before.split_to_leader_ms_sum,
+            log_compactions: log_compactions - before.log_compactions,
+            log_entries_deleted: log_entries_deleted - before.log_entries_deleted,
+            log_gc_tasks_dropped: log_gc_tasks_dropped - before.log_gc_tasks_dropped,
         }
     }
 }
@@ -165,6 +181,18 @@ impl StoreStats {
         i.split_to_leader_ms_sum.fetch_add(ms, Ordering::Relaxed);
     }
 
+    pub fn record_log_compaction(&self) {
+        self.inner.log_compactions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_log_entries_deleted(&self, n: u64) {
+        self.inner.log_entries_deleted.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn record_log_gc_task_dropped(&self) {
+        self.inner.log_gc_tasks_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one more leader until the guard drops. A peer takes one when raft makes it leader
     /// and drops it when it steps down or is destroyed (or dropped at shutdown), so the count
     /// cannot leak. Called on role changes only, never per request.
@@ -196,6 +224,9 @@ impl StoreStats {
             commands_held_for_leader: load(&i.commands_held_for_leader),
             split_to_leader_ms: i.split_to_leader_ms.iter().map(load).collect(),
             split_to_leader_ms_sum: load(&i.split_to_leader_ms_sum),
+            log_compactions: load(&i.log_compactions),
+            log_entries_deleted: load(&i.log_entries_deleted),
+            log_gc_tasks_dropped: load(&i.log_gc_tasks_dropped),
         }
     }
 }

@@ -27,6 +27,9 @@
 //! | `regionstore_raftstore_held_commands_total` | counter | |
 //! | `regionstore_raftstore_leader_wait_commands_total` | counter | |
 //! | `regionstore_raftstore_split_to_leader_seconds` | histogram | |
+//! | `regionstore_raftstore_raft_log_compactions_total` | counter | |
+//! | `regionstore_raftstore_raft_log_gc_deleted_entries_total` | counter | |
+//! | `regionstore_raftstore_raft_log_gc_dropped_tasks_total` | counter | |
 //! | `regionstore_raftstore_regions` | gauge | |
 //! | `regionstore_raftstore_leaders` | gauge | |
 
@@ -233,7 +236,7 @@ struct StoreCollector {
 
 /// (name, help, variable labels) of every family [`StoreCollector`] exports, in the order
 /// `collect` builds them.
-const STORE_FAMILIES: [(&str, &str, &[&str]); 14] = [
+const STORE_FAMILIES: [(&str, &str, &[&str]); 17] = [
     (
         "regionstore_raftstore_proposals_total",
         "Client commands proposed to raft, counted when the poll round's raft write is synced.",
@@ -284,6 +287,21 @@ const STORE_FAMILIES: [(&str, &str, &[&str]); 14] = [
     (
         "regionstore_raftstore_split_to_leader_seconds",
         "Time from a split's apply on the store that led the parent to each new region's first leader.",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_raft_log_compactions_total",
+        "CompactLog commands applied by this store's peers (each replica counts its own).",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_raft_log_gc_deleted_entries_total",
+        "Raft log entries deleted from the raft engine after compaction.",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_raft_log_gc_dropped_tasks_total",
+        "Log GC tasks dropped on a full queue (the region's next compaction covers them).",
         &[],
     ),
     ("regionstore_raftstore_regions", "Regions with a peer on this store.", &[]),
@@ -346,6 +364,9 @@ impl Collector for StoreCollector {
                     s.split_to_leader_ms_sum as f64 / 1000.0,
                 )],
             ),
+            (MetricType::COUNTER, vec![counter(s.log_compactions, None)]),
+            (MetricType::COUNTER, vec![counter(s.log_entries_deleted, None)]),
+            (MetricType::COUNTER, vec![counter(s.log_gc_tasks_dropped, None)]),
             (MetricType::GAUGE, vec![gauge(regions)]),
             (MetricType::GAUGE, vec![gauge(leaders)]),
         ];

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine_rocks::{
-    open_kv_engine, open_raft_engine, RocksDbConfig, RocksEngine, RocksRaftEngine, RocksSnapshot,
+    open_kv_engine, open_kv_engine_losing_unsynced_writes, open_raft_engine, RocksDbConfig,
+    RocksEngine, RocksRaftEngine, RocksSnapshot,
 };
-use engine_traits::{Peekable, CF_DEFAULT};
+use engine_traits::{Peekable, RaftEngine, CF_DEFAULT, CF_RAFT};
 use parking_lot::Mutex;
 use proto::errorpb;
 use proto::metapb;
 use proto::raft_cmdpb::{RaftCmdRequest, Request};
+use proto::raft_serverpb::RaftApplyState;
 use raftstore::{
     bootstrap_region, bootstrap_store, create_store_system, Callback, Clock, CmdResponse, Config,
     StoreMeta, StoreStatsSnapshot, StoreSystem,
@@ -20,7 +22,7 @@ use raftstore::{
 use slog::Logger;
 use tempfile::TempDir;
 use util::config::ReadableSize;
-use util::{ClusterId, StoreId};
+use util::{ClusterId, RegionId, StoreId};
 
 use crate::pd::TestPd;
 use crate::transport::{Hub, Router, SimTransport};
@@ -54,6 +56,8 @@ pub struct Cluster {
     leader_hints: Mutex<HashMap<u64, metapb::Peer>>,
     /// The clock the stores' peers read; the system clock unless set.
     clock: Option<Arc<dyn Clock>>,
+    /// See [`Cluster::simulate_power_cuts`].
+    power_cuts: bool,
     logger: Logger,
 }
 
@@ -100,7 +104,7 @@ impl Cluster {
                 .prefix(&format!("store-{s}-"))
                 .tempdir()
                 .expect("temp dir");
-            let engines = open_engines(&dir, &logger);
+            let engines = open_engines(&dir, false, &logger);
             bootstrap_store(&engines, ClusterId(1), StoreId(s)).expect("bootstrap store");
             for r in &regions {
                 bootstrap_region(&engines, StoreId(s), r).expect("bootstrap region");
@@ -117,6 +121,7 @@ impl Cluster {
             pd: Arc::new(TestPd::default()),
             leader_hints: Mutex::new(HashMap::new()),
             clock: None,
+            power_cuts: false,
             logger,
         }
     }
@@ -170,10 +175,24 @@ impl Cluster {
         out
     }
 
+    /// Opens every store's KV engine from now on so that closing it loses what it did not make
+    /// durable, as a power cut would (`engine_rocks::open_kv_engine_losing_unsynced_writes`):
+    /// [`Cluster::stop_store`] then acts as a power cut of that store's KV engine. The raft
+    /// engine keeps its synced writes, as it would. Call before starting the stores.
+    pub fn simulate_power_cuts(&mut self) {
+        assert!(self.nodes.is_empty(), "set before the stores start");
+        self.power_cuts = true;
+    }
+
     /// Starts (or restarts) a store from its data directory.
     pub fn start_store(&mut self, store_id: u64) {
+        self.try_start_store(store_id).expect("store starts");
+    }
+
+    /// Starts (or restarts) a store; the error if it refuses to (e.g. corrupted state).
+    pub fn try_start_store(&mut self, store_id: u64) -> raftstore::Result<()> {
         assert!(!self.nodes.contains_key(&store_id), "store {store_id} is running");
-        let engines = open_engines(&self.dirs[&store_id], &self.logger);
+        let engines = open_engines(&self.dirs[&store_id], self.power_cuts, &self.logger);
         let logger = self.logger.new(slog::o!("store_id" => store_id));
         let (router, mut system) = create_store_system(&self.cfg, &logger).expect("store system");
         if let Some(clock) = &self.clock {
@@ -182,17 +201,20 @@ impl Cluster {
         let meta = Arc::new(Mutex::new(StoreMeta::new(StoreId(store_id))));
         self.hub.register(store_id, router.clone());
         let transport = SimTransport::new(StoreId(store_id), self.hub.clone());
-        system
-            .start(
-                StoreId(store_id),
-                self.cfg.clone(),
-                engines.clone(),
-                transport,
-                self.pd.clone(),
-                meta.clone(),
-            )
-            .expect("store starts");
+        let started = system.start(
+            StoreId(store_id),
+            self.cfg.clone(),
+            engines.clone(),
+            transport,
+            self.pd.clone(),
+            meta.clone(),
+        );
+        if let Err(e) = started {
+            self.hub.unregister(store_id);
+            return Err(e);
+        }
         self.nodes.insert(store_id, Node { system, router, engines, meta });
+        Ok(())
     }
 
     /// Stops a store: its pollers stop between rounds, as after a crash at a round boundary
@@ -558,6 +580,29 @@ impl Cluster {
             .expect("engine read")
     }
 
+    /// The apply state of `region_id` on a running store, as its KV engine holds it.
+    pub fn apply_state(&self, store_id: u64, region_id: u64) -> RaftApplyState {
+        self.engines(store_id)
+            .kv
+            .get_msg_cf(CF_RAFT, &keys::apply_state_key(RegionId(region_id)))
+            .expect("engine read")
+            .unwrap_or_default()
+    }
+
+    /// The truncated log index of `region_id` on a running store (its apply state's).
+    pub fn truncated_index(&self, store_id: u64, region_id: u64) -> u64 {
+        self.apply_state(store_id, region_id).truncated_state.unwrap_or_default().index
+    }
+
+    /// The first log entry `region_id` still has in a running store's raft engine.
+    pub fn first_log_entry(&self, store_id: u64, region_id: u64) -> Option<u64> {
+        self.engines(store_id)
+            .raft
+            .first_index(RegionId(region_id))
+            .expect("raft engine read")
+            .map(|i| i.get())
+    }
+
     /// Waits until store `store_id` has applied `key = value` (`None`: deleted).
     pub fn must_applied_on(&self, store_id: u64, key: &[u8], value: Option<&[u8]>) {
         wait_for(&format!("store {store_id} to apply {key:?}"), TIMEOUT, || {
@@ -604,13 +649,19 @@ impl Drop for Cluster {
     }
 }
 
-fn open_engines(dir: &TempDir, logger: &Logger) -> Engines {
+fn open_engines(dir: &TempDir, power_cuts: bool, logger: &Logger) -> Engines {
     let cfg = RocksDbConfig {
         block_cache_size: ReadableSize::mib(8),
         write_buffer_size: ReadableSize::mib(4),
         ..RocksDbConfig::default()
     };
-    let kv = open_kv_engine(dir.path().join("db"), &cfg, logger).expect("open kv engine");
+    let path = dir.path().join("db");
+    let kv = if power_cuts {
+        open_kv_engine_losing_unsynced_writes(path, &cfg, logger)
+    } else {
+        open_kv_engine(path, &cfg, logger)
+    }
+    .expect("open kv engine");
     let raft = open_raft_engine(dir.path().join("raft"), &cfg, logger).expect("open raft engine");
     raftstore::Engines::new(kv, raft)
 }

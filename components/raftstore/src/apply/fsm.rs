@@ -12,6 +12,7 @@ use raft::eraftpb::{Entry, EntryType};
 use slog::{debug, info, warn, Logger};
 use util::{LogIndex, RegionId, Term};
 
+use super::compact::exec_compact_log;
 use super::exec::{exec_write, WriteStats};
 use super::poller::ApplyContext;
 use super::split::exec_batch_split;
@@ -188,6 +189,15 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                     "version" => result.derived.region_epoch.unwrap_or_default().version);
                 self.region = result.derived.clone();
                 self.exec_results.push(ExecResult::Split(result));
+                resp
+            }
+            AdminCmdType::CompactLog => {
+                let (resp, truncated) =
+                    exec_compact_log(&mut self.apply_state, admin.compact_log.as_ref())?;
+                if let Some(t) = truncated {
+                    debug!(self.logger, "log compacted"; "index" => t.index, "term" => t.term);
+                    self.exec_results.push(ExecResult::CompactLog(t));
+                }
                 resp
             }
             other => {

@@ -12,6 +12,7 @@
 //! Invariant: an `ApplyFsm` applies entry `i` only after entry `i - 1`, exactly once; the
 //! applied index it persists is the last entry whose effects are in the same batch.
 
+mod compact;
 mod exec;
 mod fsm;
 mod poller;
@@ -19,7 +20,7 @@ pub mod split;
 
 use std::time::Instant;
 
-use proto::raft_serverpb::RaftApplyState;
+use proto::raft_serverpb::{RaftApplyState, RaftTruncatedState};
 use raft::eraftpb::Entry;
 use util::{LogIndex, RegionId, Term};
 
@@ -68,4 +69,7 @@ pub struct ApplyRes {
 #[derive(Debug, Clone)]
 pub enum ExecResult {
     Split(SplitResult),
+    /// The log was compacted up to this position (the apply state already records it); the
+    /// peer has the entries below it deleted (`log_gc`).
+    CompactLog(RaftTruncatedState),
 }

@@ -8,6 +8,7 @@
 //! | `read` | lease reads and ReadIndex |
 //! | `ready` | the ready loop: persist, send, hand committed entries to apply |
 //! | `life` | destroying a peer |
+//! | `log_gc` | raft log GC: deciding, proposing and acting on `CompactLog` |
 //! | `leader_wait` | commands that reach a new peer before its region's first leader |
 //! | `split` | splitting: asking PD, proposing, the proposal checker, creating new regions, size checks |
 //! | `lease` | the leader lease |
@@ -19,6 +20,7 @@ pub mod fsm;
 mod leader_wait;
 pub mod lease;
 mod life;
+mod log_gc;
 mod propose;
 mod read;
 mod ready;
@@ -84,6 +86,8 @@ struct Leadership<S> {
     epoch_change: Option<PendingEpochChange<S>>,
     /// The pending epoch change's entry was overwritten by another leader's.
     epoch_change_dropped: bool,
+    /// Log GC ticks put off in a row (`log_gc`).
+    log_gc_skipped_ticks: usize,
 }
 
 /// The ready loop's state between the two halves of a round (see `ready`).
@@ -146,6 +150,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 guard: None,
                 epoch_change: None,
                 epoch_change_dropped: false,
+                log_gc_skipped_ticks: 0,
             },
             ready: ReadyState::default(),
             life: LifeState { leader_wait: None, stopped: false },

@@ -258,6 +258,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let admin = req.admin_request.as_ref().expect("classified as admin");
         match AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin) {
             AdminCmdType::BatchSplit => self.propose_split(ctx, req, cb),
+            // Normally proposed by the leader's GC tick (`log_gc`); accepted from outside too,
+            // as TiKV does (tests, tools). Apply checks it against each replica's state.
+            AdminCmdType::CompactLog => {
+                if admin.compact_log.is_none() {
+                    let e = Error::InvalidRequest("CompactLog without its request".into());
+                    return cb.invoke_with_error(e.into_region_error());
+                }
+                self.propose_entry(ctx, &req, vec![(cb, 1)]);
+            }
             AdminCmdType::TransferLeader => {
                 let target = admin.transfer_leader.as_ref().and_then(|t| t.peer.as_ref());
                 let Some(target) = target.and_then(|t| find_peer_by_id(self.region(), t.id.into()))

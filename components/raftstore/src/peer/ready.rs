@@ -150,6 +150,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         for r in res.exec_results {
             match r {
                 ExecResult::Split(split) => self.on_ready_split(ctx, split),
+                ExecResult::CompactLog(truncated) => self.on_ready_compact_log(ctx, truncated),
             }
         }
         let applied = res.apply_state.applied_index;
@@ -240,6 +241,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         if phase % ctx.cfg.region_heartbeat_ticks() == 0 {
             self.heartbeat_pd(ctx);
+        }
+        if phase % ctx.cfg.raft_log_gc_ticks() == 0 {
+            self.on_raft_log_gc_tick(ctx);
         }
     }
 

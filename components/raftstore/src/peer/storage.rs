@@ -14,6 +14,10 @@
 //!    its unstable log), and the batch is consumed before `advance_append`, so reads never
 //!    race the batch.
 //! 3. The entry cache holds a contiguous suffix of the log, never anything beyond `last_index`.
+//! 4. The raft engine holds every entry in `truncated.index + 1 ..= last_index` (it may hold
+//!    garbage below, which nothing reads): log GC deletes entries only below a truncated index
+//!    the KV engine has made durable (`log_gc`). Checked at load, so a log compacted past the
+//!    KV engine's state is a clear error, not a hole raft stumbles into.
 
 use std::collections::VecDeque;
 
@@ -79,6 +83,10 @@ pub struct PeerStorage<EK, ER> {
     apply_state: RaftApplyState,
     cache: VecDeque<Entry>,
     cache_bytes: usize,
+    /// Approximate bytes of the entries in the log (for `raft-log-gc-size-limit`): what was
+    /// appended since start-up, scaled down at each compaction. Starts at 0 after a restart,
+    /// when the count limit still bounds the log.
+    log_bytes: u64,
     logger: Logger,
 }
 
@@ -123,6 +131,15 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         let last_term = if last_index.get() == truncated.index {
             Term(truncated.term)
         } else {
+            // Invariant 4: the log starts at or before the first index the apply state needs.
+            let first = engines.raft.first_index(region_id)?;
+            if first.is_none_or(|f| f.get() > truncated.index + 1) {
+                return Err(corrupted(format!(
+                    "region {region_id}: the raft log starts at {first:?}, but the KV engine \
+                     needs it from {} (compacted past what the KV engine holds)",
+                    truncated.index + 1
+                )));
+            }
             engines.raft.term(region_id, last_index)?.ok_or_else(|| {
                 corrupted(format!("region {region_id}: last entry {last_index} missing"))
             })?
@@ -137,6 +154,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
             apply_state,
             cache: VecDeque::new(),
             cache_bytes: 0,
+            log_bytes: 0,
             logger,
         })
     }
@@ -169,8 +187,33 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         self.last_index
     }
 
-    fn truncated(&self) -> RaftTruncatedState {
+    pub fn truncated(&self) -> RaftTruncatedState {
         self.apply_state.truncated_state.unwrap_or_default()
+    }
+
+    /// The first index of the log (raft's view: everything before is compacted).
+    pub fn first_log_index(&self) -> LogIndex {
+        LogIndex(self.truncated().index + 1)
+    }
+
+    /// Approximate bytes of the log's entries (see `log_bytes`).
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
+    }
+
+    /// The log was compacted to `truncated` (applied; the apply state that records it
+    /// arrives with [`PeerStorage::on_applied`]): drops cached entries it covers and scales
+    /// the size estimate by the entries left.
+    pub fn on_compacted(&mut self, truncated: RaftTruncatedState) {
+        let before = self.last_index.get().saturating_sub(self.truncated().index);
+        let left = self.last_index.get().saturating_sub(truncated.index);
+        if before > 0 {
+            self.log_bytes = (self.log_bytes as u128 * left as u128 / before as u128) as u64;
+        }
+        while self.cache.front().is_some_and(|e| e.index <= truncated.index) {
+            let e = self.cache.pop_front().expect("non-empty");
+            self.cache_bytes -= e.compute_size() as usize;
+        }
     }
 
     /// Records what the apply FSM applied (invariant 1 is asserted).
@@ -205,6 +248,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
                 self.last_index
             );
             batch.append(self.region_id, entries, overwrite_to)?;
+            self.log_bytes += entries.iter().map(|e| e.data.len() as u64).sum::<u64>();
             self.cache_append(entries);
             self.last_index = LogIndex(last.index);
             self.last_term = Term(last.term);

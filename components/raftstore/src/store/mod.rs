@@ -17,6 +17,7 @@ use util::StoreId;
 use crate::apply::ApplyRouter;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::log_gc::LogGcScheduler;
 use crate::pd::PdHandle;
 use crate::peer::storage::Engines;
 use crate::split::SplitChecker;
@@ -48,6 +49,8 @@ pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
     pub router: RaftRouter<EK, ER>,
     pub pd: Arc<dyn PdHandle>,
     pub split_checker: SplitChecker,
+    /// Deletes compacted raft log entries (`log_gc`).
+    pub log_gc: LogGcScheduler,
     /// One-shot ticks at an instant (deadlines finer than the base tick).
     pub ticker: Ticker,
     /// The time peer logic reads (`clock.rs`).

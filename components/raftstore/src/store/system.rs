@@ -3,8 +3,10 @@
 //!
 //! Start-up order: load every region in state `Normal` from the KV engine's `raft` CF, build
 //! its `PeerFsm` and `ApplyFsm`, register both, then start the apply pollers, the split
-//! checker, the ticker (the pollers need its scheduling handle) and finally the raft pollers.
-//! Shutdown: ticker, raft pollers (no new committed entries), apply pollers, split checker.
+//! checker, the raft log GC worker, the ticker (the pollers need its scheduling handle) and
+//! finally the raft pollers.
+//! Shutdown: ticker, raft pollers (no new committed entries), apply pollers, split checker,
+//! log GC worker.
 //! Commands still queued are answered `RegionNotFound` as their FSMs drop.
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     stats: StoreStats,
     ticker: Option<TickerThread>,
     split_checker: Option<(Sender<()>, JoinHandle<()>)>,
+    log_gc: Option<(Sender<()>, JoinHandle<()>)>,
     clock: Arc<dyn Clock>,
     logger: Logger,
 }
@@ -83,6 +86,7 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
         stats: StoreStats::default(),
         ticker: None,
         split_checker: None,
+        log_gc: None,
         clock: Arc::new(SystemClock),
         logger: logger.clone(),
     };
@@ -165,6 +169,16 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         )
         .map_err(|e| Error::InvalidRequest(format!("cannot start the split checker: {e}")))?;
         self.split_checker = Some((stop_checker, checker_handle));
+        let (stop_gc, stop_rx) = crossbeam_channel::bounded(0);
+        let (log_gc, gc_handle) = crate::log_gc::spawn(
+            engines.kv.clone(),
+            engines.raft.clone(),
+            self.stats.clone(),
+            stop_rx,
+            self.logger.new(o!("worker" => "raft-log-gc")),
+        )
+        .map_err(|e| Error::InvalidRequest(format!("cannot start the raft log GC worker: {e}")))?;
+        self.log_gc = Some((stop_gc, gc_handle));
         // The ticker's thread starts now; its ticks reach peers once the pollers run.
         let (ticker, ticker_thread) =
             ticker::spawn(self.router.clone(), cfg.raft_base_tick_interval.as_duration())?;
@@ -183,6 +197,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
                 router: self.router.clone(),
                 pd,
                 split_checker,
+                log_gc,
                 ticker,
                 clock: self.clock.clone(),
                 logger: self.logger.clone(),
@@ -206,7 +221,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         if let Err(e) = self.apply_system.shutdown() {
             slog::error!(self.logger, "apply poller panicked"; "err" => %e);
         }
-        if let Some((stop, handle)) = self.split_checker.take() {
+        for (stop, handle) in [self.split_checker.take(), self.log_gc.take()].into_iter().flatten() {
             drop(stop);
             let _ = handle.join();
         }
