@@ -62,11 +62,11 @@ pub fn open_kv_engine_losing_unsynced_writes(
     cfg: &RocksDbConfig,
     logger: &Logger,
 ) -> std::result::Result<RocksEngine, OpenError> {
-    let tune = |cf: &str, opts: &mut rocksdb::Options| {
-        tune_cf_options(ValueFormat::Opaque, cf, opts)
-    };
+    let tune =
+        |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(ValueFormat::Opaque, cf, opts);
     let extra = "atomic_flush=true;avoid_flush_during_shutdown=true";
-    let db = open_db(path.as_ref(), cfg, ALL_CFS, tune, extra, "kv (losing unsynced writes)", logger)?;
+    let db =
+        open_db(path.as_ref(), cfg, ALL_CFS, tune, extra, "kv (losing unsynced writes)", logger)?;
     Ok(RocksEngine { db, durability: Durability::MemtableFlush })
 }
 

@@ -187,9 +187,7 @@ impl Config {
 
     /// Applied entries in the log past which it is compacted even if a follower needs them.
     pub fn raft_log_gc_count_limit(&self) -> u64 {
-        self.raft_log_gc_count_limit
-            .unwrap_or(self.coprocessor.split_size() * 3 / 4 / 1024)
-            .max(1)
+        self.raft_log_gc_count_limit.unwrap_or(self.coprocessor.split_size() * 3 / 4 / 1024).max(1)
     }
 
     /// Log bytes past which it is compacted even if a follower needs them.

@@ -122,7 +122,9 @@ fn run_batch<EK: KvEngine, ER: RaftEngine>(
                     "keep_from" => keep_from.get(), "deleted" => n);
             }
             // Garbage left behind is harmless (see the module doc); the next GC retries.
-            Err(e) => error!(logger, "raft log gc failed"; "region_id" => region_id.get(), "err" => %e),
+            Err(e) => {
+                error!(logger, "raft log gc failed"; "region_id" => region_id.get(), "err" => %e)
+            }
         }
     }
 }

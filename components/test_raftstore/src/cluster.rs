@@ -441,9 +441,16 @@ impl Cluster {
                         m.current_regions.iter().any(|r| r.id == region_id && is_newer(&region, r))
                     });
                     let left = deadline.saturating_duration_since(Instant::now());
-                    if peer_behind {
-                        std::thread::sleep(Duration::from_millis(10));
-                    } else if poll_until(left, || (route() != region).then_some(())).is_none() {
+                    let caught_up = || {
+                        let meta = self.nodes.get(&leader.store_id)?.meta.lock();
+                        meta.region(region_id.into()).filter(|r| !is_newer(&region, r)).map(|_| ())
+                    };
+                    let waited = if peer_behind {
+                        poll_until(left, caught_up)
+                    } else {
+                        poll_until(left, || (route() != region).then_some(()))
+                    };
+                    if waited.is_none() {
                         return Err(e);
                     }
                     last_err = Some(e);

@@ -143,8 +143,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         ctx.stats.record_log_compaction();
         self.raft_group.mut_store().on_compacted(truncated);
-        ctx.log_gc
-            .schedule(LogGcTask { region_id: self.region_id, keep_from: LogIndex(truncated.index + 1) });
+        ctx.log_gc.schedule(LogGcTask {
+            region_id: self.region_id,
+            keep_from: LogIndex(truncated.index + 1),
+        });
     }
 }
 

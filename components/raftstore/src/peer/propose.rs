@@ -261,8 +261,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // Normally proposed by the leader's GC tick (`log_gc`); accepted from outside too,
             // as TiKV does (tests, tools). Apply checks it against each replica's state.
             AdminCmdType::CompactLog => {
-                if admin.compact_log.is_none() {
-                    let e = Error::InvalidRequest("CompactLog without its request".into());
+                // Only a position of this leader's applied log: a wrong term would corrupt
+                // the truncated state every replica records.
+                let valid = admin.compact_log.as_ref().is_some_and(|c| {
+                    c.compact_index <= self.applied_index().get()
+                        && self.raft_group.raft.raft_log.term(c.compact_index).ok()
+                            == Some(c.compact_term)
+                });
+                if !valid {
+                    let e = Error::InvalidRequest(
+                        "CompactLog must name an applied index and its term".into(),
+                    );
                     return cb.invoke_with_error(e.into_region_error());
                 }
                 self.propose_entry(ctx, &req, vec![(cb, 1)]);

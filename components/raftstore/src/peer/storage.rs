@@ -210,10 +210,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         if before > 0 {
             self.log_bytes = (self.log_bytes as u128 * left as u128 / before as u128) as u64;
         }
-        while self.cache.front().is_some_and(|e| e.index <= truncated.index) {
-            let e = self.cache.pop_front().expect("non-empty");
-            self.cache_bytes -= e.compute_size() as usize;
-        }
+        self.drop_cached_to(truncated.index);
     }
 
     /// Records what the apply FSM applied (invariant 1 is asserted).
@@ -293,8 +290,13 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
         if self.cache.len() < ENTRY_CACHE_ENTRIES_MAX / 2 {
             return;
         }
-        while self.cache.front().is_some_and(|e| e.index <= index) {
-            let e = self.cache.pop_front().expect("non-empty");
+        self.drop_cached_to(index);
+    }
+
+    /// Drops the cached entries at or below `index`.
+    fn drop_cached_to(&mut self, index: u64) {
+        let n = self.cache.iter().take_while(|e| e.index <= index).count();
+        for e in self.cache.drain(..n) {
             self.cache_bytes -= e.compute_size() as usize;
         }
     }

@@ -221,7 +221,8 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         if let Err(e) = self.apply_system.shutdown() {
             slog::error!(self.logger, "apply poller panicked"; "err" => %e);
         }
-        for (stop, handle) in [self.split_checker.take(), self.log_gc.take()].into_iter().flatten() {
+        for (stop, handle) in [self.split_checker.take(), self.log_gc.take()].into_iter().flatten()
+        {
             drop(stop);
             let _ = handle.join();
         }
