@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{wait_for, Client, TestCluster};
+use common::{wait_for, Client, RaftTiming, TestCluster};
 use proto::kvrpcpb;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -266,4 +266,49 @@ fn bad_requests_get_clear_errors_and_the_server_stays_up() {
         assert_eq!(client.get(b"k").await.unwrap(), Some(b"v".to_vec()));
         assert_eq!(client.get(b"big").await.unwrap(), None);
     });
+}
+
+/// Fast ticks, and a log compacted past a lagging store after 20 entries.
+const FAST_TICKS_SMALL_LOG: RaftTiming = RaftTiming(
+    r#"raft-base-tick-interval = "50ms"
+raft-heartbeat-ticks = 2
+raft-election-timeout-ticks = 10
+raft-store-max-leader-lease = "400ms"
+raft-log-gc-tick-interval = "100ms"
+raft-log-gc-threshold = 5
+raft-log-gc-count-limit = 20"#,
+);
+
+/// A store killed -9 comes back after the others compacted their logs past it: it catches up
+/// by a snapshot sent over the gRPC `Snapshot` stream, and then serves as a member of the
+/// quorum that keeps every acknowledged write when one of the others dies.
+#[test]
+fn a_store_behind_a_compacted_log_catches_up_by_snapshot_over_grpc() {
+    let rt = runtime();
+    let mut cluster = TestCluster::start_with_timing(3, FAST_TICKS_SMALL_LOG, "");
+    let client = rt.block_on(Client::connect(&cluster.pd_addr, Duration::from_secs(60)));
+    let key = |i: u32| format!("snap{i:04}").into_bytes();
+    let put = |i: u32| rt.block_on(client.put(&key(i), format!("v{i}").as_bytes()));
+    for i in 0..20 {
+        put(i).unwrap();
+    }
+    let victim = (rt.block_on(leader_index(&cluster, &client, &key(0))) + 1) % 3;
+    cluster.stores[victim].proc.kill9();
+    for i in 20..300 {
+        put(i).unwrap_or_else(|e| panic!("put {i}: {e}\n{}", cluster.logs()));
+    }
+    cluster.start_store(victim);
+    let log = cluster.dir.path().join(format!("store-{victim}.log"));
+    wait_for("the restarted store to apply a snapshot", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        (text.contains("snapshot received") && text.contains("snapshot applied")).then_some(())
+    });
+    // The quorum is now the snapshot's receiver and one other: every write is still there.
+    let other = (victim + 1) % 3;
+    cluster.stores[other].proc.kill9();
+    for i in 0..300 {
+        let got = rt.block_on(client.get(&key(i))).unwrap_or_else(|e| panic!("get {i}: {e}"));
+        assert_eq!(got.as_deref(), Some(format!("v{i}").as_bytes()), "key {i}");
+    }
+    put(300).unwrap();
 }

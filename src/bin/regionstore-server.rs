@@ -106,6 +106,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
     let raft = engine_rocks::open_raft_engine(data_dir.join("raft"), &cfg.raftdb, &logger)
         .context("cannot open the raft engine")?;
     let engines = raftstore::Engines::new(kv, raft);
+    let snap_dir = data_dir.join("snap");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("grpc")
@@ -132,6 +133,7 @@ fn run(cfg: Config) -> anyhow::Result<()> {
                 store_heartbeat_interval: cfg.pd.store_heartbeat_interval.as_duration(),
                 region_heartbeat_interval: cfg.pd.region_heartbeat_interval.as_duration(),
                 limits: server::Limits::default(),
+                snap_dir,
             };
             server::Node::start(
                 node_cfg,

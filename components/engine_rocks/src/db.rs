@@ -3,11 +3,19 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use engine_traits::CfName;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use slog::{info, Logger};
 
 use crate::config::RocksDbConfig;
 use crate::error::OpenError;
+
+/// A database just opened, with the options each of its CFs was opened with.
+pub(crate) struct OpenedDb {
+    pub(crate) db: Arc<DB>,
+    /// Per CF, in the order given to [`open_db`]: what an SST writer for the CF must use.
+    pub(crate) cf_options: Vec<(CfName, Options)>,
+}
 
 /// Validates `cfg` and opens (or, if allowed, creates) the database at `path` with exactly the
 /// CFs `cfs`, creating missing ones when `create-if-missing` is set. `tune_cf` may add to each
@@ -16,12 +24,12 @@ use crate::error::OpenError;
 pub(crate) fn open_db(
     path: &Path,
     cfg: &RocksDbConfig,
-    cfs: &[&str],
+    cfs: &[CfName],
     tune_cf: impl Fn(&str, &mut Options),
     extra_db_options: &str,
     what: &'static str,
     logger: &Logger,
-) -> Result<Arc<DB>, OpenError> {
+) -> Result<OpenedDb, OpenError> {
     cfg.validate()?;
     let mut db_options = cfg.db_options();
     if !extra_db_options.is_empty() {
@@ -30,13 +38,18 @@ pub(crate) fn open_db(
             .map_err(|e| OpenError::Open { path: path.to_path_buf(), message: e.into_string() })?;
     }
     let cache = cfg.block_cache();
-    let descriptors = cfs.iter().map(|name| {
-        let mut opts = cfg.cf_options(&cache);
-        tune_cf(name, &mut opts);
-        ColumnFamilyDescriptor::new(*name, opts)
-    });
+    let cf_options: Vec<(CfName, Options)> = cfs
+        .iter()
+        .map(|name| {
+            let mut opts = cfg.cf_options(&cache);
+            tune_cf(name, &mut opts);
+            (*name, opts)
+        })
+        .collect();
+    let descriptors =
+        cf_options.iter().map(|(name, opts)| ColumnFamilyDescriptor::new(*name, opts.clone()));
     let db = DB::open_cf_descriptors(&db_options, path, descriptors)
         .map_err(|e| OpenError::Open { path: path.to_path_buf(), message: e.into_string() })?;
     info!(logger, "opened RocksDB"; "engine" => what, "path" => %path.display(), "cfs" => ?cfs);
-    Ok(Arc::new(db))
+    Ok(OpenedDb { db: Arc::new(db), cf_options })
 }

@@ -6,17 +6,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine_traits::{
-    IterOptions, Iterable, KvEngine, Peekable, RangeStats, Result, WriteOptions, ALL_CFS,
+    CfName, IterOptions, Iterable, KvEngine, Peekable, RangeStats, Result, WriteOptions, ALL_CFS,
 };
-use rocksdb::{FlushOptions, DB};
+use rocksdb::{FlushOptions, Options, DB};
 use slog::Logger;
 
 use crate::config::RocksDbConfig;
-use crate::db::open_db;
+use crate::db::{open_db, OpenedDb};
 use crate::error::{engine_error, OpenError};
 use crate::raw_ttl::{tune_cf_options, ValueFormat};
 use crate::size::approximate_size_and_keys;
 use crate::snapshot::{cf_handle, RocksIterator, RocksSnapshot};
+use crate::sst::{ingest, RocksSstWriter};
 use crate::write_batch::RocksWriteBatch;
 
 /// Opens the KV engine at `path`, creating it and its CFs if `create-if-missing` allows. Values
@@ -42,9 +43,9 @@ pub fn open_kv_engine_with_format(
     logger: &Logger,
 ) -> std::result::Result<RocksEngine, OpenError> {
     let tune = |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(format, cf, opts);
-    let db = open_db(path.as_ref(), cfg, ALL_CFS, tune, "", "kv", logger)?;
+    let opened = open_db(path.as_ref(), cfg, ALL_CFS, tune, "", "kv", logger)?;
     slog::info!(logger, "KV engine value format"; "format" => ?format);
-    Ok(RocksEngine { db, durability: Durability::Wal })
+    Ok(RocksEngine::new(opened, Durability::Wal))
 }
 
 /// Opens the KV engine at `path` for **power-cut tests**: what was not made durable is lost
@@ -65,9 +66,9 @@ pub fn open_kv_engine_losing_unsynced_writes(
     let tune =
         |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(ValueFormat::Opaque, cf, opts);
     let extra = "atomic_flush=true;avoid_flush_during_shutdown=true";
-    let db =
+    let opened =
         open_db(path.as_ref(), cfg, ALL_CFS, tune, extra, "kv (losing unsynced writes)", logger)?;
-    Ok(RocksEngine { db, durability: Durability::MemtableFlush })
+    Ok(RocksEngine::new(opened, Durability::MemtableFlush))
 }
 
 /// What makes a KV write durable (see [`open_kv_engine_losing_unsynced_writes`]).
@@ -85,6 +86,8 @@ enum Durability {
 pub struct RocksEngine {
     pub(crate) db: Arc<DB>,
     durability: Durability,
+    /// The options each CF was opened with, for SST writers (`sst.rs`, invariant 1).
+    cf_options: Arc<Vec<(CfName, Options)>>,
 }
 
 impl fmt::Debug for RocksEngine {
@@ -110,6 +113,7 @@ impl Iterable for RocksEngine {
 impl KvEngine for RocksEngine {
     type Snapshot = RocksSnapshot;
     type WriteBatch = RocksWriteBatch;
+    type SstWriter = RocksSstWriter;
 
     fn snapshot(&self) -> RocksSnapshot {
         RocksSnapshot::new(self.db.clone())
@@ -143,6 +147,14 @@ impl KvEngine for RocksEngine {
         self.write(&mut wb, &WriteOptions::default())
     }
 
+    fn sst_writer(&self, cf: &str, path: &Path) -> Result<RocksSstWriter> {
+        RocksSstWriter::create(self.cf_options(cf).clone(), path)
+    }
+
+    fn ingest_external_files_cf(&self, cf: &str, paths: &[&Path]) -> Result<()> {
+        ingest(&self.db, cf, paths)
+    }
+
     fn approximate_size_and_keys(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<RangeStats> {
         approximate_size_and_keys(&self.db, cf_handle(&self.db, cf), start, end)
     }
@@ -162,6 +174,21 @@ impl KvEngine for RocksEngine {
 }
 
 impl RocksEngine {
+    fn new(opened: OpenedDb, durability: Durability) -> RocksEngine {
+        RocksEngine { db: opened.db, durability, cf_options: Arc::new(opened.cf_options) }
+    }
+
+    /// The options `cf` was opened with.
+    ///
+    /// # Panics
+    /// If the engine has no such CF: CF names are constants, so this is a programmer error.
+    fn cf_options(&self, cf: &str) -> &Options {
+        self.cf_options
+            .iter()
+            .find_map(|(name, opts)| (*name == cf).then_some(opts))
+            .unwrap_or_else(|| panic!("RocksDB has no column family {cf:?}"))
+    }
+
     /// Flushes every CF's memtable at once (one prefix of the writes, see `atomic_flush`).
     fn flush_all(&self) -> Result<()> {
         let mut opts = FlushOptions::default();

@@ -16,6 +16,7 @@ mod raft_engine;
 mod raw_ttl;
 mod size;
 mod snapshot;
+mod sst;
 mod write_batch;
 
 pub use crate::config::{Compression, RocksDbConfig, NUM_LEVELS};
@@ -28,4 +29,5 @@ pub use crate::raft_engine::{
 };
 pub use crate::raw_ttl::ValueFormat;
 pub use crate::snapshot::{RocksIterator, RocksSnapshot};
+pub use crate::sst::RocksSstWriter;
 pub use crate::write_batch::RocksWriteBatch;

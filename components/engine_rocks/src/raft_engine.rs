@@ -46,7 +46,7 @@ pub fn open_raft_engine(
     cfg: &RocksDbConfig,
     logger: &Logger,
 ) -> std::result::Result<RocksRaftEngine, OpenError> {
-    let db = open_db(path.as_ref(), cfg, &[CF_DEFAULT], |_, _| {}, "", "raft", logger)?;
+    let db = open_db(path.as_ref(), cfg, &[CF_DEFAULT], |_, _| {}, "", "raft", logger)?.db;
     Ok(RocksRaftEngine { db })
 }
 

@@ -10,11 +10,13 @@
 //!    panics.
 
 use std::fmt::Debug;
+use std::path::Path;
 
 use prost::Message;
 
 use crate::error::{Error, Result};
 use crate::options::{IterOptions, WriteOptions};
+use crate::sst::SstWriter;
 
 /// Point reads from an engine or a snapshot.
 pub trait Peekable {
@@ -175,6 +177,7 @@ pub trait Snapshot: Peekable + Iterable + Clone + Send + Sync + Debug + 'static 
 pub trait KvEngine: Peekable + Iterable + Clone + Send + Sync + Debug + 'static {
     type Snapshot: Snapshot;
     type WriteBatch: WriteBatch;
+    type SstWriter: SstWriter;
 
     /// Takes a snapshot of everything committed so far.
     fn snapshot(&self) -> Self::Snapshot;
@@ -197,6 +200,43 @@ pub trait KvEngine: Peekable + Iterable + Clone + Send + Sync + Debug + 'static 
     /// Writes one range tombstone over `[start, end)` of `cf` directly (WAL, no fsync). For
     /// bulk deletion; it is atomic on its own but not with anything else.
     fn delete_range_cf(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<()>;
+
+    /// Writes one range tombstone over `[start, end)` in each CF of `cfs`, all in one write
+    /// batch (WAL, no fsync): after a crash either every CF lost the range or none did. What a
+    /// snapshot apply uses to clear a region in every data CF before ingesting its files.
+    ///
+    /// # Panics
+    /// If the engine has no CF named like one of `cfs`.
+    fn delete_range_cfs(&self, cfs: &[&str], start: &[u8], end: &[u8]) -> Result<()> {
+        let mut wb = self.write_batch();
+        for cf in cfs {
+            wb.delete_range_cf(cf, start, end);
+        }
+        self.write(&mut wb, &WriteOptions::default())
+    }
+
+    /// A writer of one SST file for `cf` at `path` (created, or truncated if it exists), with
+    /// the table options of this engine's `cf`; see [`SstWriter`] for the file's life.
+    ///
+    /// Errors: [`Error::Engine`] if the file cannot be created.
+    ///
+    /// # Panics
+    /// If the engine has no CF named `cf`.
+    fn sst_writer(&self, cf: &str, path: &Path) -> Result<Self::SstWriter>;
+
+    /// Ingests finished SST files (from [`KvEngine::sst_writer`]) into `cf`, atomically: after
+    /// it returns every key of every file is visible, shadowing older versions, and durable
+    /// (ingestion is recorded in the engine's manifest, and a memtable overlapping the files
+    /// is flushed first). Files are moved, not copied, when they are on the engine's
+    /// filesystem: on success the paths no longer exist; on error they are left in place.
+    /// The files of one call must not overlap each other. An empty `paths` is a no-op.
+    ///
+    /// Errors: [`Error::Engine`] if a file is missing, malformed or overlaps another, or the
+    /// engine cannot record it.
+    ///
+    /// # Panics
+    /// If the engine has no CF named `cf`.
+    fn ingest_external_files_cf(&self, cf: &str, paths: &[&Path]) -> Result<()>;
 
     /// RocksDB's own estimate of the bytes and keys in `[start, end)` of `cf`, without reading
     /// the data. See the implementation for its accuracy; treat it as good to tens of percent,

@@ -14,6 +14,7 @@ mod error;
 mod kv;
 mod options;
 mod raft_engine;
+mod sst;
 
 pub use crate::cf::{CfName, ALL_CFS, CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE, DATA_CFS};
 pub use crate::error::{Error, Result};
@@ -22,3 +23,4 @@ pub use crate::kv::{
 };
 pub use crate::options::{IterOptions, WriteOptions};
 pub use crate::raft_engine::{RaftEngine, RaftLogBatch};
+pub use crate::sst::{SstFileInfo, SstWriter};

@@ -57,6 +57,8 @@ pub const RAFT_LOG_SUFFIX: u8 = 0x01;
 pub const RAFT_STATE_SUFFIX: u8 = 0x02;
 /// Suffix byte of the `RaftApplyState` key.
 pub const APPLY_STATE_SUFFIX: u8 = 0x03;
+/// Suffix byte of the snapshot's copy of the `RaftLocalState` (KV engine, raft CF).
+pub const SNAPSHOT_RAFT_STATE_SUFFIX: u8 = 0x04;
 /// Suffix byte of the `RegionLocalState` key (under the region meta prefix).
 pub const REGION_STATE_SUFFIX: u8 = 0x01;
 
@@ -83,6 +85,9 @@ pub enum RaftKey {
     RaftState,
     /// The region's `RaftApplyState`.
     ApplyState,
+    /// A copy of the `RaftLocalState` a snapshot set, kept in the KV engine while the
+    /// snapshot is applied (the raft engine may not have it yet after a crash).
+    SnapshotRaftState,
 }
 
 fn region_prefix(kind: u8, region_id: RegionId) -> [u8; REGION_PREFIX_LEN] {
@@ -143,6 +148,11 @@ pub fn raft_state_key(region_id: RegionId) -> [u8; REGION_STATE_KEY_LEN] {
     suffixed_key(REGION_RAFT_PREFIX, region_id, RAFT_STATE_SUFFIX)
 }
 
+/// Key of the `RaftLocalState` a snapshot being applied set (KV engine's raft CF).
+pub fn snapshot_raft_state_key(region_id: RegionId) -> [u8; REGION_STATE_KEY_LEN] {
+    suffixed_key(REGION_RAFT_PREFIX, region_id, SNAPSHOT_RAFT_STATE_SUFFIX)
+}
+
 /// Key of the region's `RaftApplyState` (stored in the KV engine's raft CF).
 pub fn apply_state_key(region_id: RegionId) -> [u8; REGION_STATE_KEY_LEN] {
     suffixed_key(REGION_RAFT_PREFIX, region_id, APPLY_STATE_SUFFIX)
@@ -198,6 +208,7 @@ pub fn decode_region_raft_key(key: &[u8]) -> Result<(RegionId, RaftKey)> {
         RAFT_LOG_SUFFIX => (RaftKey::Log(LogIndex(0)), RAFT_LOG_KEY_LEN),
         RAFT_STATE_SUFFIX => (RaftKey::RaftState, REGION_STATE_KEY_LEN),
         APPLY_STATE_SUFFIX => (RaftKey::ApplyState, REGION_STATE_KEY_LEN),
+        SNAPSHOT_RAFT_STATE_SUFFIX => (RaftKey::SnapshotRaftState, REGION_STATE_KEY_LEN),
         other => return Err(Error::BadSuffix { kind: KIND, suffix: other, key: key.to_vec() }),
     };
     if key.len() != expected_len {
@@ -210,7 +221,7 @@ pub fn decode_region_raft_key(key: &[u8]) -> Result<(RegionId, RaftKey)> {
     }
     let kind = match kind {
         RaftKey::Log(_) => RaftKey::Log(LogIndex(read_u64(&key[REGION_STATE_KEY_LEN..]))),
-        RaftKey::RaftState | RaftKey::ApplyState => kind,
+        RaftKey::RaftState | RaftKey::ApplyState | RaftKey::SnapshotRaftState => kind,
     };
     Ok((region_id, kind))
 }
@@ -225,6 +236,11 @@ pub fn decode_raft_log_key(key: &[u8]) -> Result<(RegionId, LogIndex)> {
         (_, RaftKey::ApplyState) => Err(Error::BadSuffix {
             kind: "raft log",
             suffix: APPLY_STATE_SUFFIX,
+            key: key.to_vec(),
+        }),
+        (_, RaftKey::SnapshotRaftState) => Err(Error::BadSuffix {
+            kind: "raft log",
+            suffix: SNAPSHOT_RAFT_STATE_SUFFIX,
             key: key.to_vec(),
         }),
     }

@@ -5,7 +5,9 @@
 //! - `raft_heartbeat_ticks < raft_election_timeout_ticks` (raft-rs requires it);
 //! - `raft_store_max_leader_lease <= election timeout - one base tick`: a leader's lease must
 //!   expire before any other peer can win an election, or two peers could both serve lease reads;
-//! - every count and size used as a bound is at least 1.
+//! - every count and size used as a bound is at least 1;
+//! - `snap-io-max-bytes-per-sec` is 0 (unlimited) or at least 1 MiB/s, the rate a snapshot
+//!   sender's deadline assumes.
 
 use std::time::Duration;
 
@@ -74,6 +76,10 @@ pub struct Config {
     /// Ticks a compaction below `raft-log-gc-threshold` may be put off before it happens
     /// anyway (so an idle region's few entries go too).
     pub raft_log_reserve_max_ticks: usize,
+    /// A leader transfer is refused while the target lags the leader's log by more than
+    /// this many entries (it would have to catch up first; the group would be leaderless
+    /// meanwhile if the leader stepped down).
+    pub leader_transfer_max_log_lag: u64,
 
     /// How often a leader considers checking whether its region should split.
     pub split_region_check_tick_interval: ReadableDuration,
@@ -82,6 +88,19 @@ pub struct Config {
     pub region_split_check_diff: Option<ReadableSize>,
     /// True: on a split the original region id keeps the rightmost part (TiKV's default).
     pub right_derive_when_split: bool,
+
+    /// Bytes per second of all snapshot I/O of the store together: generating, sending and
+    /// receiving share one limiter (`snap/limiter.rs`). 0 = unlimited; otherwise at least
+    /// 1MiB, the rate a sender's deadline assumes.
+    pub snap_io_max_bytes_per_sec: ReadableSize,
+    /// Most snapshots sent at once; a send beyond it is refused as busy and retried later.
+    pub concurrent_send_snap_limit: usize,
+    /// Most snapshots received at once; a receive beyond it is refused as busy (the sender's
+    /// stream gets RESOURCE_EXHAUSTED and retries).
+    pub concurrent_recv_snap_limit: usize,
+    /// A generated snapshot older than this is deleted by the snapshot GC even if a peer may
+    /// still need it (a sender that has not finished by then starts over).
+    pub snap_gc_timeout: ReadableDuration,
 
     /// How often a leader reports its region to PD. The server fills it from
     /// `[pd] region-heartbeat-interval`, the option users set.
@@ -132,9 +151,15 @@ impl Default for Config {
             raft_log_gc_count_limit: None,
             raft_log_gc_size_limit: None,
             raft_log_reserve_max_ticks: 6,
+            leader_transfer_max_log_lag: 128,
             split_region_check_tick_interval: ReadableDuration::secs(10),
             region_split_check_diff: None,
             right_derive_when_split: true,
+            // TiKV's values.
+            snap_io_max_bytes_per_sec: ReadableSize::mib(100),
+            concurrent_send_snap_limit: 32,
+            concurrent_recv_snap_limit: 32,
+            snap_gc_timeout: ReadableDuration::minutes(4 * 60),
             region_heartbeat_interval: ReadableDuration::secs(2),
             coprocessor: SplitConfig::default(),
         }
@@ -256,6 +281,8 @@ impl Config {
             ("max-pending-reads", self.max_pending_reads),
             ("raft-log-gc-threshold", self.raft_log_gc_threshold as usize),
             ("raft-log-gc-count-limit", self.raft_log_gc_count_limit.unwrap_or(1) as usize),
+            ("concurrent-send-snap-limit", self.concurrent_send_snap_limit),
+            ("concurrent-recv-snap-limit", self.concurrent_recv_snap_limit),
         ] {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
@@ -272,6 +299,16 @@ impl Config {
                 "split-region-check-tick-interval",
                 "must be positive",
             ));
+        }
+        let snap_rate = self.snap_io_max_bytes_per_sec.as_bytes();
+        if snap_rate != 0 && snap_rate < ReadableSize::mib(1).as_bytes() {
+            return Err(ConfigError::invalid(
+                "snap-io-max-bytes-per-sec",
+                "must be 0 (unlimited) or at least 1MiB",
+            ));
+        }
+        if self.snap_gc_timeout.is_zero() {
+            return Err(ConfigError::invalid("snap-gc-timeout", "must be positive"));
         }
         self.coprocessor.validate()?;
         if self.raft_base_tick_interval.is_zero() {
@@ -339,6 +376,33 @@ mod tests {
     fn election_must_be_longer_than_heartbeat() {
         let cfg = Config { raft_heartbeat_ticks: 10, ..Config::default() };
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn snapshot_limits_are_checked() {
+        let invalid_key = |cfg: Config| match cfg.validate() {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid key, got {other:?}"),
+        };
+        let base = Config::default;
+        let slow = ReadableSize::kib(512);
+        assert_eq!(
+            invalid_key(Config { snap_io_max_bytes_per_sec: slow, ..base() }),
+            "snap-io-max-bytes-per-sec"
+        );
+        Config { snap_io_max_bytes_per_sec: ReadableSize(0), ..base() }.validate().unwrap();
+        assert_eq!(
+            invalid_key(Config { concurrent_recv_snap_limit: 0, ..base() }),
+            "concurrent-recv-snap-limit"
+        );
+        assert_eq!(
+            invalid_key(Config { concurrent_send_snap_limit: 0, ..base() }),
+            "concurrent-send-snap-limit"
+        );
+        assert_eq!(
+            invalid_key(Config { snap_gc_timeout: ReadableDuration::secs(0), ..base() }),
+            "snap-gc-timeout"
+        );
     }
 
     #[test]

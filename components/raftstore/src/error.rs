@@ -3,12 +3,16 @@
 //! - [`Error`] variants up to `ServerIsBusy` are **region errors**: answers to a client's
 //!   command that tell it where to retry. They become `errorpb::Error` in exactly one place,
 //!   [`Error::into_region_error`].
+//!   Errors travel typed (`Result<_, Error>` in every callback) up to the gRPC edge, which
+//!   calls `into_region_error` for the client; nothing below the edge builds an `errorpb`.
 //! - `Engine` wraps a **storage error**, fatal to the store: the caller logs it with context
 //!   and the store stops rather than diverge from its replicas.
 //! - Programmer errors are `assert!`s, never values here.
 
 use proto::{errorpb, metapb};
 use util::{RegionId, StoreId};
+
+use crate::pd::PdError;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
@@ -36,9 +40,9 @@ pub enum Error {
     /// A bounded queue is full; retry after a backoff.
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
-    /// PD could not be asked (split ids); retry later.
+    /// PD could not answer (split ids); retry later.
     #[error("placement driver: {0}")]
-    Pd(String),
+    Pd(#[from] PdError),
     /// The request itself is malformed (no header, mixed read and write, unknown cf...).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -48,6 +52,27 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why a store could not start. Not a region error: the server reports it and exits.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A batch system (raft or apply) refused its config or could not spawn its pollers.
+    #[error("batch system: {0}")]
+    BatchSystem(#[from] batch_system::Error),
+    /// A worker thread could not be spawned.
+    #[error("cannot spawn thread {thread}")]
+    Spawn {
+        thread: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The snapshot directory could not be cleaned at start.
+    #[error("snapshot files: {0}")]
+    Snapshots(#[source] crate::snap::Error),
+    /// The regions on disk could not be loaded (corrupt or unreadable state).
+    #[error("cannot load regions: {0}")]
+    Load(#[from] Error),
+}
 
 impl Error {
     /// The region error a client sees. The only place raftstore errors become `errorpb`.

@@ -16,24 +16,27 @@ pub mod msg;
 pub mod pd;
 pub mod peer;
 pub mod region_snapshot;
+pub mod snap;
+pub mod snap_gen;
 pub mod split;
 pub mod stats;
 pub mod store;
 pub mod transport;
 pub mod util;
 
-pub use callback::{Callback, CmdResponse};
+pub use callback::{Callback, CmdResponse, CmdResult};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, Result, StartError};
 pub use msg::{PeerMsg, RaftCommand, SplitSource, StoreMsg};
-pub use pd::{PdHandle, RegionHeartbeat, SplitIdsCallback};
+pub use pd::{PdError, PdHandle, RegionHeartbeat, SplitIdsCallback};
 pub use peer::storage::{Engines, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use region_snapshot::RegionSnapshot;
+pub use snap::{SnapKey, SnapManager};
 pub use split::SplitConfig;
-pub use stats::{LeaderGuard, StoreStats, StoreStatsSnapshot};
+pub use stats::{DroppedMessage, LeaderGuard, StoreStats, StoreStatsSnapshot};
 pub use store::{
     bootstrap_region, bootstrap_store, create_store_system, load_store_ident, BootstrapError,
     RaftRouter, StoreMeta, StoreSystem,
 };
-pub use transport::{Transport, TransportError};
+pub use transport::{SnapshotDone, Transport, TransportError};

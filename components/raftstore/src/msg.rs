@@ -48,8 +48,18 @@ pub enum PeerMsg<S> {
     /// Sent by the peer to itself when it has more raft work than one round handles.
     Wake,
     /// Removes this peer from the store: stops it, answers its pending commands and deletes its
-    /// state. (The membership issue sends it on ConfChange; tests send it directly.)
+    /// state and data (`peer::life`). Sent when the peer learns it was removed; tests send it
+    /// directly.
     Destroy,
+    /// The transport finished sending a snapshot to peer `to_peer_id` (`ok`: all of it
+    /// arrived); raft resumes replicating to it.
+    SnapshotReport {
+        to_peer_id: u64,
+        ok: bool,
+    },
+    /// The apply FSM has stopped for good, after the last round that wrote this region's data
+    /// (phase 2 of `peer::life`).
+    ApplyDestroyed,
     /// Split the region at `split_keys` (sorted, inside the region). The leader asks PD for
     /// ids, then proposes a BatchSplit; `callback` gets the admin response.
     SplitRegion {
@@ -85,6 +95,10 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::ApplyRes(r) => write!(f, "ApplyRes(region {})", r.region_id),
             PeerMsg::Wake => write!(f, "Wake"),
             PeerMsg::Destroy => write!(f, "Destroy"),
+            PeerMsg::ApplyDestroyed => write!(f, "ApplyDestroyed"),
+            PeerMsg::SnapshotReport { to_peer_id, ok } => {
+                write!(f, "SnapshotReport(to {to_peer_id}, ok {ok})")
+            }
             PeerMsg::SplitRegion { split_keys, source, .. } => {
                 write!(f, "SplitRegion({} keys, {source:?})", split_keys.len())
             }

@@ -8,8 +8,23 @@
 
 use proto::{metapb, pdpb};
 
+/// Why PD could not answer a request of the raftstore. Both are retryable: the caller (a
+/// split) answers its client, which retries later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PdError {
+    /// PD could not be reached, or did not answer in time.
+    #[error("unreachable: {reason}")]
+    Unreachable { reason: String },
+    /// PD answered with an error of its own (not bootstrapped, id allocation failed, ...).
+    #[error("refused: {reason}")]
+    Refused { reason: String },
+    /// PD answered something that does not fit the question.
+    #[error("answered {got} split ids for {asked} split keys")]
+    WrongSplitIdCount { asked: usize, got: usize },
+}
+
 /// Answers an id request: one [`pdpb::SplitId`] per split key, or why there are none.
-pub type SplitIdsCallback = Box<dyn FnOnce(Result<Vec<pdpb::SplitId>, String>) + Send>;
+pub type SplitIdsCallback = Box<dyn FnOnce(Result<Vec<pdpb::SplitId>, PdError>) + Send>;
 
 /// A leader's view of its region, for PD's routing table.
 #[derive(Debug, Clone)]

@@ -16,6 +16,64 @@ pub const PROPOSALS_PER_FSYNC_BUCKETS: [u64; 10] = [0, 1, 2, 4, 8, 16, 32, 64, 1
 pub const SPLIT_TO_LEADER_MS_BUCKETS: [u64; 14] =
     [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 30_000];
 
+/// Why a raft message from the network was dropped without being stepped into raft.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DroppedMessage {
+    /// Undecodable, without sender or receiver, or a raft-local message type.
+    Malformed,
+    /// Addressed to another peer or store than the one it reached.
+    WrongPeer,
+    /// From a peer that is no longer a member (older epoch).
+    StaleSender,
+    /// For a region this store has no peer of, and that the message cannot create here.
+    UnknownRegion,
+    /// For a region a split on this store will create; kept only if it is a vote.
+    RegionNotSplitYet,
+    /// Contradicts this peer's log in a way no correct leader can (a commit index past the
+    /// last entry, entries that rewrite committed ones, a gap): forged or corrupt.
+    InvalidLog,
+    /// A snapshot older than the region here, overlapping another region on this store, or
+    /// whose files were not received.
+    SnapshotRejected,
+    /// For a region whose peer on this store was removed (a tombstone at least as new).
+    Tombstone,
+    /// Would create a peer, but the store holds `UNINITIALIZED_PEERS_MAX` already.
+    PeerLimit,
+}
+
+impl DroppedMessage {
+    pub const ALL: [DroppedMessage; 9] = [
+        DroppedMessage::Malformed,
+        DroppedMessage::WrongPeer,
+        DroppedMessage::StaleSender,
+        DroppedMessage::UnknownRegion,
+        DroppedMessage::RegionNotSplitYet,
+        DroppedMessage::InvalidLog,
+        DroppedMessage::SnapshotRejected,
+        DroppedMessage::Tombstone,
+        DroppedMessage::PeerLimit,
+    ];
+
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DroppedMessage::Malformed => "malformed",
+            DroppedMessage::WrongPeer => "wrong_peer",
+            DroppedMessage::StaleSender => "stale_sender",
+            DroppedMessage::UnknownRegion => "unknown_region",
+            DroppedMessage::RegionNotSplitYet => "region_not_split_yet",
+            DroppedMessage::InvalidLog => "invalid_log",
+            DroppedMessage::SnapshotRejected => "snapshot_rejected",
+            DroppedMessage::Tombstone => "tombstone",
+            DroppedMessage::PeerLimit => "peer_limit",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Default, Debug)]
 struct Inner {
     raft_fsyncs: AtomicU64,
@@ -35,6 +93,9 @@ struct Inner {
     log_compactions: AtomicU64,
     log_entries_deleted: AtomicU64,
     log_gc_tasks_dropped: AtomicU64,
+    raft_messages_dropped: [AtomicU64; DroppedMessage::ALL.len()],
+    snapshots_generated: AtomicU64,
+    snapshots_applied: AtomicU64,
     /// Live [`LeaderGuard`]s.
     leaders: AtomicU64,
 }
@@ -77,6 +138,13 @@ pub struct StoreStatsSnapshot {
     /// Log GC tasks dropped because the worker's queue was full (the next compaction of the
     /// region deletes what they would have).
     pub log_gc_tasks_dropped: u64,
+    /// Raft messages from the network dropped before raft saw them, indexed by
+    /// [`DroppedMessage`] (in `DroppedMessage::ALL` order).
+    pub raft_messages_dropped: Vec<u64>,
+    /// Snapshots the `snap-generator` built for this store's leaders.
+    pub snapshots_generated: u64,
+    /// Snapshots this store's peers applied.
+    pub snapshots_applied: u64,
 }
 
 impl StoreStatsSnapshot {
@@ -101,6 +169,9 @@ impl StoreStatsSnapshot {
             log_compactions,
             log_entries_deleted,
             log_gc_tasks_dropped,
+            raft_messages_dropped,
+            snapshots_generated,
+            snapshots_applied,
         } = self;
         let buckets = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(a, b)| a - b).collect();
         StoreStatsSnapshot {
@@ -121,6 +192,9 @@ impl StoreStatsSnapshot {
             log_compactions: log_compactions - before.log_compactions,
             log_entries_deleted: log_entries_deleted - before.log_entries_deleted,
             log_gc_tasks_dropped: log_gc_tasks_dropped - before.log_gc_tasks_dropped,
+            raft_messages_dropped: buckets(raft_messages_dropped, &before.raft_messages_dropped),
+            snapshots_generated: snapshots_generated - before.snapshots_generated,
+            snapshots_applied: snapshots_applied - before.snapshots_applied,
         }
     }
 }
@@ -202,6 +276,23 @@ impl StoreStats {
     }
 
     /// Peers on this store that are raft leaders now.
+    pub fn record_snapshot_generated(&self) {
+        self.inner.snapshots_generated.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_snapshot_applied(&self) {
+        self.inner.snapshots_applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_message_dropped(&self, why: DroppedMessage) {
+        self.inner.raft_messages_dropped[why.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Raft messages dropped for `why` so far.
+    pub fn messages_dropped(&self, why: DroppedMessage) -> u64 {
+        self.inner.raft_messages_dropped[why.index()].load(Ordering::Relaxed)
+    }
+
     pub fn leaders(&self) -> u64 {
         self.inner.leaders.load(Ordering::Relaxed)
     }
@@ -227,6 +318,9 @@ impl StoreStats {
             log_compactions: load(&i.log_compactions),
             log_entries_deleted: load(&i.log_entries_deleted),
             log_gc_tasks_dropped: load(&i.log_gc_tasks_dropped),
+            raft_messages_dropped: i.raft_messages_dropped.iter().map(load).collect(),
+            snapshots_generated: load(&i.snapshots_generated),
+            snapshots_applied: load(&i.snapshots_applied),
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   their messages: once before the round's fsync (leaders' messages) and once after it
 //!   (messages that must wait for persistence), so a round's messages to a store travel in at
 //!   most two batches.
+//! - Snapshots travel apart from the batches, with their files (`send_snapshot`).
 //! - `send` MUST NOT block on the network. When the destination's buffer is full or the store
 //!   is known unreachable, it returns an error and the message is dropped: raft retransmits,
 //!   and the peer reports the target unreachable so raft slows down probing it.
@@ -24,8 +25,37 @@ pub enum TransportError {
     Closed,
 }
 
+/// Called exactly once when a snapshot's sending ends: `true` if the receiver got the
+/// message and every file. MUST NOT block (it sends to the peer's mailbox).
+pub type SnapshotDone = Box<dyn FnOnce(bool) + Send>;
+
 pub trait Transport: Send + Clone + 'static {
     fn send(&mut self, msg: RaftMessage) -> Result<(), TransportError>;
 
+    /// Sends a `MsgSnapshot` with the snapshot's `gen_` files (named by the raft snapshot's
+    /// region, term and index: `snap::SnapKey`), so the receiving store has them as `rev_`
+    /// files, checked, before the message reaches its peer. MUST NOT block the caller (the
+    /// files may be large): the work happens elsewhere, bounded by
+    /// `concurrent-send-snap-limit`, and `done` reports the end.
+    fn send_snapshot(&mut self, msg: RaftMessage, done: SnapshotDone);
+
     fn flush(&mut self);
+}
+
+/// The snapshot files a `MsgSnapshot` message names: its key and the files' meta, for a
+/// transport to send with it. `None` if the message is not a well-formed region snapshot.
+pub fn snapshot_files(
+    msg: &RaftMessage,
+) -> Option<(crate::snap::SnapKey, proto::raft_serverpb::SnapshotMeta)> {
+    use prost::Message as _;
+    use protobuf::Message as _;
+    let mut m = raft::eraftpb::Message::default();
+    m.merge_from_bytes(&msg.message).ok()?;
+    if m.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+        return None;
+    }
+    let snap = m.get_snapshot();
+    let data = proto::raft_serverpb::RaftSnapshotData::decode(snap.get_data()).ok()?;
+    let key = crate::peer::snapshot_key(util::RegionId(msg.region_id), snap);
+    Some((key, data.meta?))
 }

@@ -172,15 +172,44 @@ pub fn find_peer_by_id(region: &metapb::Region, peer_id: PeerId) -> Option<&meta
 /// The raft configuration described by a region's peers (all voters until learners arrive
 /// with the membership issue).
 pub fn conf_state_from_region(region: &metapb::Region) -> ConfState {
+    use metapb::PeerRole;
     let mut cs = ConfState::default();
+    let joint = is_joint(region);
     for p in &region.peers {
-        if p.role == metapb::PeerRole::Learner as i32 {
-            cs.mut_learners().push(p.id);
-        } else {
-            cs.mut_voters().push(p.id);
+        match PeerRole::try_from(p.role).unwrap_or(PeerRole::Voter) {
+            PeerRole::Voter => {
+                cs.mut_voters().push(p.id);
+                if joint {
+                    cs.mut_voters_outgoing().push(p.id);
+                }
+            }
+            PeerRole::Learner => cs.mut_learners().push(p.id),
+            // Joint: a voter in the incoming config only.
+            PeerRole::IncomingVoter => cs.mut_voters().push(p.id),
+            // Joint: a voter in the outgoing config, a learner once the joint state is left.
+            PeerRole::DemotingVoter => {
+                cs.mut_voters_outgoing().push(p.id);
+                cs.mut_learners_next().push(p.id);
+            }
         }
     }
+    // We leave joint states explicitly (`peer::conf_change`), never automatically.
+    cs.auto_leave = false;
     cs
+}
+
+/// Whether the region is in a joint configuration (some peer is incoming or demoting).
+pub fn is_joint(region: &metapb::Region) -> bool {
+    region.peers.iter().any(|p| {
+        p.role == metapb::PeerRole::IncomingVoter as i32
+            || p.role == metapb::PeerRole::DemotingVoter as i32
+    })
+}
+
+/// Whether the peer votes in the region's (incoming) configuration.
+pub fn is_voter(peer: &metapb::Peer) -> bool {
+    peer.role != metapb::PeerRole::Learner as i32
+        && peer.role != metapb::PeerRole::DemotingVoter as i32
 }
 
 /// How a command is processed.

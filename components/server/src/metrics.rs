@@ -44,7 +44,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use raftstore::stats::{PROPOSALS_PER_FSYNC_BUCKETS, SPLIT_TO_LEADER_MS_BUCKETS};
-use raftstore::{StoreMeta, StoreStats};
+use raftstore::{DroppedMessage, StoreMeta, StoreStats};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const TEXT_CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -236,7 +236,7 @@ struct StoreCollector {
 
 /// (name, help, variable labels) of every family [`StoreCollector`] exports, in the order
 /// `collect` builds them.
-const STORE_FAMILIES: [(&str, &str, &[&str]); 17] = [
+const STORE_FAMILIES: [(&str, &str, &[&str]); 20] = [
     (
         "regionstore_raftstore_proposals_total",
         "Client commands proposed to raft, counted when the poll round's raft write is synced.",
@@ -304,6 +304,17 @@ const STORE_FAMILIES: [(&str, &str, &[&str]); 17] = [
         "Log GC tasks dropped on a full queue (the region's next compaction covers them).",
         &[],
     ),
+    (
+        "regionstore_raftstore_raft_messages_dropped_total",
+        "Raft messages from other stores dropped before raft saw them, by reason (malformed, forged, stale, for unknown regions).",
+        &["reason"],
+    ),
+    (
+        "regionstore_raftstore_snapshots_generated_total",
+        "Region snapshots built for this store's leaders to send.",
+        &[],
+    ),
+    ("regionstore_raftstore_snapshots_applied_total", "Region snapshots this store's peers applied.", &[]),
     ("regionstore_raftstore_regions", "Regions with a peer on this store.", &[]),
     ("regionstore_raftstore_leaders", "Regions whose peer on this store is the raft leader.", &[]),
 ];
@@ -367,6 +378,16 @@ impl Collector for StoreCollector {
             (MetricType::COUNTER, vec![counter(s.log_compactions, None)]),
             (MetricType::COUNTER, vec![counter(s.log_entries_deleted, None)]),
             (MetricType::COUNTER, vec![counter(s.log_gc_tasks_dropped, None)]),
+            (
+                MetricType::COUNTER,
+                DroppedMessage::ALL
+                    .iter()
+                    .zip(&s.raft_messages_dropped)
+                    .map(|(why, &n)| counter(n, Some(("reason", why.as_str()))))
+                    .collect(),
+            ),
+            (MetricType::COUNTER, vec![counter(s.snapshots_generated, None)]),
+            (MetricType::COUNTER, vec![counter(s.snapshots_applied, None)]),
             (MetricType::GAUGE, vec![gauge(regions)]),
             (MetricType::GAUGE, vec![gauge(leaders)]),
         ];

@@ -42,6 +42,8 @@ pub enum Error {
     Bootstrap(#[from] raftstore::BootstrapError),
     #[error("raftstore: {0}")]
     Raftstore(#[from] raftstore::Error),
+    #[error("raftstore cannot start: {0}")]
+    Start(#[from] raftstore::StartError),
     #[error("engine: {0}")]
     Engine(#[from] engine_traits::Error),
     #[error("this store belongs to cluster {stored}, but PD serves cluster {pd}")]
@@ -61,6 +63,8 @@ pub struct NodeConfig {
     pub store_heartbeat_interval: Duration,
     pub region_heartbeat_interval: Duration,
     pub limits: Limits,
+    /// Where region snapshots are built and received (`<data-dir>/snap`).
+    pub snap_dir: std::path::PathBuf,
 }
 
 pub struct Node<EK: KvEngine, ER: RaftEngine> {
@@ -133,19 +137,38 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
         });
         let (router, mut system) = create_store_system::<EK, ER>(&raft_cfg, &logger)?;
         let meta = Arc::new(Mutex::new(StoreMeta::new(store_id)));
-        let transport =
-            RaftClient::new(pd.clone(), tokio::runtime::Handle::current(), logger.clone());
+        let snap_mgr = raftstore::SnapManager::new(
+            cfg.snap_dir.clone(),
+            &raft_cfg,
+            logger.new(slog::o!("worker" => "snap")),
+        )
+        .map_err(|e| Error::Start(raftstore::StartError::Snapshots(e)))?;
+        let transport = RaftClient::new(
+            pd.clone(),
+            snap_mgr.clone(),
+            tokio::runtime::Handle::current(),
+            logger.clone(),
+        );
         let pd_worker = Arc::new(crate::pd_worker::PdWorker::new(
             pd.clone(),
             tokio::runtime::Handle::current(),
             engines.kv.clone(),
             logger.clone(),
         ));
-        system.start(store_id, raft_cfg, engines.clone(), transport, pd_worker, meta.clone())?;
+        system.start(
+            store_id,
+            raft_cfg,
+            engines.clone(),
+            transport,
+            pd_worker,
+            meta.clone(),
+            snap_mgr.clone(),
+        )?;
 
         let metrics = Arc::new(Metrics::new(system.stats().clone(), meta.clone()));
         let storage = Storage::new(router.clone(), cfg.limits.clone());
-        let service = Service::new(storage, router.clone(), metrics.grpc(), logger.clone());
+        let service =
+            Service::new(storage, router.clone(), snap_mgr, metrics.grpc(), logger.clone());
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = oneshot::channel();
         // `Server::tcp_nodelay` applies only to listeners tonic binds itself; ours must set it

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use engine_traits::KvEngine;
 use pd_client::PdClient;
 use proto::{metapb, pdpb};
-use raftstore::{PdHandle, RegionHeartbeat, SplitIdsCallback};
+use raftstore::{PdError, PdHandle, RegionHeartbeat, SplitIdsCallback};
 use slog::{warn, Logger};
 use tokio::runtime::Handle;
 
@@ -24,11 +24,23 @@ impl<EK: KvEngine> PdWorker<EK> {
     }
 }
 
+/// The raftstore's view of a PD failure: whether PD was reached at all.
+fn pd_error(e: pd_client::Error) -> PdError {
+    match e {
+        pd_client::Error::Unreachable { .. } | pd_client::Error::Grpc(_) => {
+            PdError::Unreachable { reason: e.to_string() }
+        }
+        pd_client::Error::Pd { .. }
+        | pd_client::Error::ClusterMismatch { .. }
+        | pd_client::Error::Missing(_) => PdError::Refused { reason: e.to_string() },
+    }
+}
+
 impl<EK: KvEngine> PdHandle for PdWorker<EK> {
     fn ask_batch_split(&self, region: metapb::Region, count: u32, done: SplitIdsCallback) {
         let pd = self.pd.clone();
         self.runtime.spawn(async move {
-            done(pd.ask_batch_split(region, count).await.map_err(|e| e.to_string()));
+            done(pd.ask_batch_split(region, count).await.map_err(pd_error));
         });
     }
 

@@ -11,6 +11,8 @@
 //! each connection queues at most `QUEUE_BATCHES_MAX` batches (a full queue drops the batch).
 //! While a destination is unreachable, `send` answers `Unreachable` so raft reports it and
 //! probes gently.
+//!
+//! Snapshots go apart, one `Snapshot` client stream each (`send_snapshot`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +22,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use pd_client::PdClient;
 use proto::raft_serverpb::RaftMessage;
+use proto::raft_serverpb::SnapshotChunk;
 use proto::tikvpb::tikv_client::TikvClient;
 use proto::tikvpb::BatchRaftMessage;
-use raftstore::{Transport, TransportError};
+use raftstore::{SnapManager, SnapshotDone, Transport, TransportError};
 use slog::{info, warn, Logger};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -33,6 +36,10 @@ const BATCH_MSGS_MAX: usize = 4096;
 const QUEUE_BATCHES_MAX: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
+/// Bytes per snapshot chunk (TiKV's).
+const SNAP_CHUNK_BYTES: usize = 1 << 20;
+/// The shortest deadline of a snapshot send; longer snapshots get a second per MiB.
+const SNAP_SEND_TIMEOUT_MIN: Duration = Duration::from_secs(600);
 
 struct Conn {
     tx: mpsc::Sender<BatchRaftMessage>,
@@ -42,6 +49,8 @@ struct Conn {
 struct Shared {
     conns: Mutex<HashMap<u64, Conn>>,
     pd: Arc<PdClient>,
+    /// Reads the snapshots sent (`send_snapshot`).
+    snap_mgr: SnapManager,
     runtime: Handle,
     dropped_batches: AtomicU64,
     logger: Logger,
@@ -54,11 +63,12 @@ pub struct RaftClient {
 }
 
 impl RaftClient {
-    pub fn new(pd: Arc<PdClient>, runtime: Handle, logger: Logger) -> Self {
+    pub fn new(pd: Arc<PdClient>, snap_mgr: SnapManager, runtime: Handle, logger: Logger) -> Self {
         RaftClient {
             shared: Arc::new(Shared {
                 conns: Mutex::new(HashMap::new()),
                 pd,
+                snap_mgr,
                 runtime,
                 dropped_batches: AtomicU64::new(0),
                 logger,
@@ -95,6 +105,24 @@ impl Transport for RaftClient {
         Ok(())
     }
 
+    /// Streams the snapshot on a task of its own (see `send_snapshot` below).
+    fn send_snapshot(&mut self, msg: RaftMessage, done: SnapshotDone) {
+        let shared = self.shared.clone();
+        self.shared.runtime.spawn(async move {
+            let to = msg.to_peer.as_ref().map_or(0, |p| p.store_id);
+            match send_snapshot(&shared, msg).await {
+                Ok(bytes) => {
+                    info!(shared.logger, "snapshot sent"; "to_store" => to, "bytes" => bytes);
+                    done(true);
+                }
+                Err(e) => {
+                    warn!(shared.logger, "snapshot not sent"; "to_store" => to, "err" => e);
+                    done(false);
+                }
+            }
+        });
+    }
+
     fn flush(&mut self) {
         for (store_id, buf) in self.buffers.iter_mut() {
             if buf.is_empty() {
@@ -109,6 +137,56 @@ impl Transport for RaftClient {
             }
         }
     }
+}
+
+/// One snapshot over the `Snapshot` client stream: the message first, then the `gen_` files
+/// in chunks of `SNAP_CHUNK_BYTES`, read on a blocking thread (file reads, and the shared I/O
+/// limiter may sleep). Bounded: `concurrent-send-snap-limit` readers at once (beyond it the
+/// send fails and raft retries later), and a deadline of `SNAP_SEND_TIMEOUT_MIN` or one
+/// second per MiB, whichever is longer. Returns the bytes sent.
+async fn send_snapshot(shared: &Shared, msg: RaftMessage) -> Result<u64, String> {
+    let to = msg.to_peer.as_ref().map_or(0, |p| p.store_id);
+    let (key, _) = raftstore::transport::snapshot_files(&msg).ok_or("not a region snapshot")?;
+    let reader = shared.snap_mgr.reader(key, SNAP_CHUNK_BYTES).map_err(|e| e.to_string())?;
+    let bytes = reader.total_bytes();
+    let deadline = SNAP_SEND_TIMEOUT_MIN.max(Duration::from_secs(bytes >> 20));
+    let mut client = connect(&shared.pd, to).await?;
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+    let feed = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let first = SnapshotChunk { message: Some(msg), data: Vec::new() };
+        tx.blocking_send(first).map_err(|_| "stream closed")?;
+        for chunk in reader {
+            let data = chunk.map_err(|e| e.to_string())?;
+            tx.blocking_send(SnapshotChunk { message: None, data }).map_err(|_| "stream closed")?;
+        }
+        Ok(())
+    });
+    let call = client.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let answer = tokio::time::timeout(deadline, call).await.map_err(|_| "timed out")?;
+    feed.await.map_err(|e| e.to_string())??;
+    answer.map_err(|s| s.to_string())?;
+    Ok(bytes)
+}
+
+/// A client of store `store_id`'s gRPC service, its address resolved through PD.
+async fn connect(
+    pd: &PdClient,
+    store_id: u64,
+) -> Result<TikvClient<tonic::transport::Channel>, String> {
+    let store = pd.get_store(store_id).await.map_err(|e| e.to_string())?;
+    let addr = if store.peer_address.is_empty() { store.address } else { store.peer_address };
+    let url = if addr.starts_with("http") { addr } else { format!("http://{addr}") };
+    let channel = Endpoint::from_shared(url.clone())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(3))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok(TikvClient::new(channel)
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
 }
 
 fn spawn_conn(shared: &Arc<Shared>, store_id: u64) -> Conn {
@@ -154,26 +232,13 @@ impl ConnTask {
 
     /// Resolves, connects and streams until the stream breaks (`Err`) or the queue closes.
     async fn stream_once(&self, rx: &mut mpsc::Receiver<BatchRaftMessage>) -> Result<(), String> {
-        let store = self.pd.get_store(self.store_id).await.map_err(|e| e.to_string())?;
-        let addr = if store.peer_address.is_empty() { store.address } else { store.peer_address };
-        let url = if addr.starts_with("http") { addr } else { format!("http://{addr}") };
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .connect()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        let mut client = TikvClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
+        let mut client = connect(&self.pd, self.store_id).await?;
         let (tx, stream_rx) = mpsc::channel::<BatchRaftMessage>(64);
         let call = tokio::spawn(async move {
             client.batch_raft(tokio_stream::wrappers::ReceiverStream::new(stream_rx)).await
         });
         if self.unreachable.swap(false, Ordering::Relaxed) {
-            info!(self.logger, "raft connection re-established"; "addr" => &url);
+            info!(self.logger, "raft connection re-established");
         }
         loop {
             let Some(batch) = rx.recv().await else {

@@ -21,7 +21,7 @@ fn scan_snapshot<S: engine_traits::Snapshot>(
     out: &mut Vec<KvPair>,
 ) -> Result<()> {
     let now = now_secs();
-    let engine = |e: raftstore::Error| Error::Engine(e.to_string());
+    let engine = Error::from;
     let mut size = 0usize;
     let (mut it, mut valid) = if reverse {
         // `start` is the exclusive upper bound, `end` the inclusive lower bound.
@@ -67,10 +67,7 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
         cf: &'static str,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>> {
-        let stored = snap.get_value_cf(cf, key).map_err(|e| match e {
-            raftstore::Error::KeyNotInRegion { .. } => Error::Region(e.into_region_error()),
-            other => Error::Engine(other.to_string()),
-        })?;
+        let stored = snap.get_value_cf(cf, key)?;
         match stored {
             None => Ok(None),
             Some(s) => Ok(live_value(&s, now_secs())?.map(<[u8]>::to_vec)),
@@ -249,7 +246,7 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
                 key: start.to_vec(),
                 region: Box::new(region.clone()),
             };
-            return Err(Error::Region(e.into_region_error()));
+            return Err(e.into());
         }
         let mut out = Vec::new();
         scan_snapshot(

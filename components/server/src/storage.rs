@@ -61,6 +61,30 @@ pub enum Error {
     /// Stored data cannot be read.
     #[error("storage error: {0}")]
     Engine(String),
+    /// A service the request needs (PD) cannot answer now; retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<raftstore::Error> for Error {
+    /// What a raw KV client sees of a raftstore error. Errors stay typed up to here; this and
+    /// `raftstore::Error::into_region_error` (the `errorpb` shape) are the only mapping.
+    fn from(e: raftstore::Error) -> Error {
+        use raftstore::Error as E;
+        match e {
+            E::NotLeader { .. }
+            | E::RegionNotFound(_)
+            | E::KeyNotInRegion { .. }
+            | E::EpochNotMatch { .. }
+            | E::StoreNotMatch { .. }
+            | E::RaftEntryTooLarge { .. }
+            | E::StaleCommand
+            | E::ServerIsBusy(_) => Error::Region(e.into_region_error()),
+            E::Pd(e) => Error::Unavailable(format!("placement driver: {e}")),
+            E::InvalidRequest(m) => Error::Invalid(m),
+            E::Engine(e) => Error::Engine(e.to_string()),
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -177,13 +201,8 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
             }),
         );
         self.send_waiting(cmd).await;
-        let resp = rx.await.map_err(|_| {
-            // Callbacks always answer (even when dropped); only a dropped sender gets here.
-            Error::Region(raftstore::Error::RegionNotFound(region_id.into()).into_region_error())
-        })?;
-        if let Some(e) = resp.error() {
-            return Err(classify(e.clone()));
-        }
+        // Callbacks always answer (even when dropped); only a dropped sender makes `rx` fail.
+        let resp = rx.await.unwrap_or(Err(raftstore::Error::RegionNotFound(region_id.into())))?;
         Ok(resp)
     }
 
@@ -207,7 +226,7 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
                     let e = raftstore::Error::ServerIsBusy(format!(
                         "mailbox of region {region_id} stayed full for {MAILBOX_WAIT_MAX:?}"
                     ));
-                    back.callback.invoke_with_error(e.into_region_error());
+                    back.callback.invoke_with_error(e);
                     return;
                 }
             }
@@ -242,7 +261,7 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
         &self,
         ctx: &Context,
         keys: Vec<Vec<u8>>,
-    ) -> std::result::Result<Vec<proto::metapb::Region>, SplitError> {
+    ) -> Result<Vec<proto::metapb::Region>> {
         let (tx, rx) = oneshot::channel();
         let region_id = ctx.region_id;
         let epoch = ctx.region_epoch.unwrap_or_default();
@@ -251,58 +270,19 @@ impl<EK: KvEngine, ER: RaftEngine> Storage<EK, ER> {
             epoch,
             keys,
             Callback::new(region_id.into(), move |resp| {
-                let _ = tx.send(resp.response);
+                let _ = tx.send(resp);
             }),
         );
-        let resp = rx.await.map_err(|_| {
-            SplitError::Region(
-                raftstore::Error::RegionNotFound(region_id.into()).into_region_error(),
-            )
-        })?;
-        if let Some(e) = resp.header.as_ref().and_then(|h| h.error.clone()) {
-            return Err(match classify(e) {
-                Error::Region(e) => SplitError::Region(e),
-                Error::Invalid(m) if m.starts_with("placement driver") => SplitError::Pd(m),
-                Error::Invalid(m) | Error::Engine(m) => SplitError::Invalid(m),
-            });
-        }
-        resp.admin_response
+        let resp = rx.await.unwrap_or(Err(raftstore::Error::RegionNotFound(region_id.into())))?;
+        resp.response
+            .admin_response
             .and_then(|a| a.splits)
             .map(|s| s.regions)
-            .ok_or_else(|| SplitError::Invalid("split answered without regions".into()))
+            .ok_or_else(|| Error::Engine("split answered without regions".into()))
     }
 
     pub fn latches(&self) -> &Latches {
         &self.latches
-    }
-}
-
-/// Why a split failed.
-#[derive(Debug, Clone)]
-pub enum SplitError {
-    /// Retry elsewhere or after refreshing the region: goes to `region_error`.
-    Region(errorpb::Error),
-    /// The keys do not fit the region (at its start, ...).
-    Invalid(String),
-    /// PD could not allocate ids; retry later.
-    Pd(String),
-}
-
-/// Region errors keep their structure; an error without any region field (an invalid
-/// request) becomes a plain error string for the client.
-fn classify(e: errorpb::Error) -> Error {
-    let is_region_error = e.not_leader.is_some()
-        || e.region_not_found.is_some()
-        || e.key_not_in_region.is_some()
-        || e.epoch_not_match.is_some()
-        || e.server_is_busy.is_some()
-        || e.stale_command.is_some()
-        || e.store_not_match.is_some()
-        || e.raft_entry_too_large.is_some();
-    if is_region_error {
-        Error::Region(e)
-    } else {
-        Error::Invalid(e.message)
     }
 }
 

@@ -13,11 +13,15 @@ use engine_traits::{Peekable, RaftEngine, CF_DEFAULT, CF_RAFT};
 use parking_lot::Mutex;
 use proto::errorpb;
 use proto::metapb;
-use proto::raft_cmdpb::{RaftCmdRequest, Request};
+use proto::metapb::ConfChangeType;
+use proto::raft_cmdpb::{
+    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, RaftCmdRequest,
+    RaftCmdResponse, Request,
+};
 use proto::raft_serverpb::RaftApplyState;
 use raftstore::{
-    bootstrap_region, bootstrap_store, create_store_system, Callback, Clock, CmdResponse, Config,
-    StoreMeta, StoreStatsSnapshot, StoreSystem,
+    bootstrap_region, bootstrap_store, create_store_system, Callback, Clock, CmdResult, Config,
+    SnapManager, StoreMeta, StoreStatsSnapshot, StoreSystem,
 };
 use slog::Logger;
 use tempfile::TempDir;
@@ -190,7 +194,7 @@ impl Cluster {
     }
 
     /// Starts (or restarts) a store; the error if it refuses to (e.g. corrupted state).
-    pub fn try_start_store(&mut self, store_id: u64) -> raftstore::Result<()> {
+    pub fn try_start_store(&mut self, store_id: u64) -> Result<(), raftstore::StartError> {
         assert!(!self.nodes.contains_key(&store_id), "store {store_id} is running");
         let engines = open_engines(&self.dirs[&store_id], self.power_cuts, &self.logger);
         let logger = self.logger.new(slog::o!("store_id" => store_id));
@@ -199,7 +203,10 @@ impl Cluster {
             system.set_clock(clock.clone());
         }
         let meta = Arc::new(Mutex::new(StoreMeta::new(StoreId(store_id))));
-        self.hub.register(store_id, router.clone());
+        let snaps =
+            SnapManager::new(self.dirs[&store_id].path().join("snap"), &self.cfg, logger.clone())
+                .expect("snapshot directory");
+        self.hub.register(store_id, router.clone(), snaps.clone());
         let transport = SimTransport::new(StoreId(store_id), self.hub.clone());
         let started = system.start(
             StoreId(store_id),
@@ -208,6 +215,7 @@ impl Cluster {
             transport,
             self.pd.clone(),
             meta.clone(),
+            snaps,
         );
         if let Err(e) = started {
             self.hub.unregister(store_id);
@@ -314,7 +322,7 @@ impl Cluster {
         store_id: u64,
         req: RaftCmdRequest,
         timeout: Duration,
-    ) -> Result<CmdResponse<RocksSnapshot>, String> {
+    ) -> Result<Reply, String> {
         let node =
             self.nodes.get(&store_id).ok_or_else(|| format!("store {store_id} is stopped"))?;
         let region_id = req.header.as_ref().map_or(0, |h| h.region_id);
@@ -326,6 +334,7 @@ impl Cluster {
             }),
         );
         rx.recv_timeout(timeout)
+            .map(Reply::from)
             .map_err(|_| format!("no answer from store {store_id} in {timeout:?}"))
     }
 
@@ -364,7 +373,7 @@ impl Cluster {
         region_id: u64,
         requests: Vec<Request>,
         timeout: Duration,
-    ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
+    ) -> Result<Reply, errorpb::Error> {
         self.request_with(|| self.region(region_id), requests, timeout, false)
     }
 
@@ -375,7 +384,7 @@ impl Cluster {
         key: &[u8],
         requests: Vec<Request>,
         timeout: Duration,
-    ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
+    ) -> Result<Reply, errorpb::Error> {
         self.request_with(|| self.region_for_key(key), requests, timeout, true)
     }
 
@@ -385,7 +394,7 @@ impl Cluster {
         requests: Vec<Request>,
         timeout: Duration,
         follow_epoch: bool,
-    ) -> Result<CmdResponse<RocksSnapshot>, errorpb::Error> {
+    ) -> Result<Reply, errorpb::Error> {
         let deadline = Instant::now() + timeout;
         let mut last_err = None;
         while Instant::now() < deadline {
@@ -493,7 +502,7 @@ impl Cluster {
                 epoch,
                 keys.iter().map(|k| k.to_vec()).collect(),
                 Callback::new(region_id.into(), move |resp| {
-                    let _ = tx.send(resp.response);
+                    let _ = tx.send(to_response(resp));
                 }),
             );
             let resp = rx.recv_timeout(TIMEOUT).expect("split answered");
@@ -639,6 +648,106 @@ impl Cluster {
         self.leader_hints.lock().insert(region_id, to.clone());
     }
 
+    /// Runs an admin command on the region's leader under the newest known epoch, following
+    /// leadership changes; any other error is returned.
+    pub fn admin(
+        &self,
+        region_id: u64,
+        admin: AdminRequest,
+    ) -> Result<RaftCmdResponse, errorpb::Error> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let leader = self.wait_leader(region_id);
+            let region = self.region(region_id);
+            let req = RaftCmdRequest {
+                header: Some(header(&region, &leader)),
+                admin_request: Some(admin.clone()),
+                ..Default::default()
+            };
+            let reply = self
+                .call_command_on(leader.store_id, req, TIMEOUT)
+                .map_err(|m| errorpb::Error { message: m, ..Default::default() })?;
+            // The leader may not have applied what a follower already did (the newest layout
+            // routed this request): its epoch is then older than the request's.
+            let leader_behind = |e: &errorpb::Error| {
+                e.epoch_not_match.as_ref().is_some_and(|m| {
+                    m.current_regions.iter().any(|r| r.id == region_id && is_newer(&region, r))
+                })
+            };
+            match reply.error() {
+                None => return Ok(reply.response),
+                Some(e)
+                    if (e.not_leader.is_some()
+                        || e.stale_command.is_some()
+                        || leader_behind(e))
+                        && Instant::now() < deadline =>
+                {
+                    self.leader_hints.lock().remove(&region_id);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Some(e) => return Err(e.clone()),
+            }
+        }
+    }
+
+    /// A membership change (`ChangePeer`); the region after it, as the leader applied it.
+    pub fn change_peer(
+        &self,
+        region_id: u64,
+        change_type: ConfChangeType,
+        peer: metapb::Peer,
+    ) -> Result<metapb::Region, errorpb::Error> {
+        let resp = self.admin(
+            region_id,
+            AdminRequest {
+                cmd_type: AdminCmdType::ChangePeer as i32,
+                change_peer: Some(ChangePeerRequest {
+                    change_type: change_type as i32,
+                    peer: Some(peer),
+                }),
+                ..Default::default()
+            },
+        )?;
+        Ok(resp.admin_response.and_then(|a| a.change_peer).and_then(|c| c.region).expect("region"))
+    }
+
+    /// A joint membership change (`ChangePeerV2`; no changes: leave the joint state).
+    pub fn change_peer_v2(
+        &self,
+        region_id: u64,
+        changes: Vec<(ConfChangeType, metapb::Peer)>,
+    ) -> Result<metapb::Region, errorpb::Error> {
+        let changes = changes
+            .into_iter()
+            .map(|(t, p)| ChangePeerRequest { change_type: t as i32, peer: Some(p) })
+            .collect();
+        let resp = self.admin(
+            region_id,
+            AdminRequest {
+                cmd_type: AdminCmdType::ChangePeerV2 as i32,
+                change_peer_v2: Some(ChangePeerV2Request { changes }),
+                ..Default::default()
+            },
+        )?;
+        Ok(resp
+            .admin_response
+            .and_then(|a| a.change_peer_v2)
+            .and_then(|c| c.region)
+            .expect("region"))
+    }
+
+    /// The region state store `store_id` keeps of `region_id` (running store).
+    pub fn region_local_state(
+        &self,
+        store_id: u64,
+        region_id: u64,
+    ) -> Option<proto::raft_serverpb::RegionLocalState> {
+        self.engines(store_id)
+            .kv
+            .get_msg_cf(CF_RAFT, &keys::region_state_key(RegionId(region_id)))
+            .expect("engine read")
+    }
+
     pub fn peer_on(&self, region_id: u64, store_id: u64) -> metapb::Peer {
         self.region(region_id).peers.into_iter().find(|p| p.store_id == store_id).expect("peer")
     }
@@ -685,4 +794,42 @@ fn test_logger() -> Logger {
     let decorator = slog_term::PlainSyncDecorator::new(slog_term::TestStdoutWriter);
     let drain = slog_term::FullFormat::new(decorator).build().filter_level(level).fuse();
     Logger::root(std::sync::Mutex::new(drain).fuse(), slog::o!())
+}
+
+/// A command's answer as a client sees it: a failure is an `errorpb` in the response header,
+/// mapped as the gRPC edge maps it (`raftstore::Error::into_region_error`).
+pub struct Reply {
+    pub response: RaftCmdResponse,
+    /// Set for a successful read.
+    pub snapshot: Option<raftstore::RegionSnapshot<RocksSnapshot>>,
+}
+
+impl Reply {
+    /// The region error, if the command failed.
+    pub fn error(&self) -> Option<&errorpb::Error> {
+        self.response.header.as_ref().and_then(|h| h.error.as_ref())
+    }
+}
+
+impl From<CmdResult<RocksSnapshot>> for Reply {
+    fn from(r: CmdResult<RocksSnapshot>) -> Reply {
+        match r {
+            Ok(r) => Reply { response: r.response, snapshot: r.snapshot },
+            Err(e) => Reply { response: to_response::<RocksSnapshot>(Err(e)), snapshot: None },
+        }
+    }
+}
+
+/// The raft response a client would see for `r` (see [`Reply`]).
+pub fn to_response<S>(r: CmdResult<S>) -> RaftCmdResponse {
+    match r {
+        Ok(r) => r.response,
+        Err(e) => RaftCmdResponse {
+            header: Some(proto::raft_cmdpb::RaftResponseHeader {
+                error: Some(e.into_region_error()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
 }

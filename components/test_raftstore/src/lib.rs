@@ -11,7 +11,7 @@ mod pd;
 mod transport;
 pub mod util;
 
-pub use cluster::{Cluster, Engines, ReadResult};
+pub use cluster::{to_response, Cluster, Engines, ReadResult, Reply};
 pub use filter::{
     msg_type, DelayFilter, DropPacketFilter, Filter, IsolateStore, MessageTypeFilter,
     PartitionFilter, RegionFilter, Verdict,

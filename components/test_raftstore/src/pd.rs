@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use proto::{metapb, pdpb};
-use raftstore::{PdHandle, RegionHeartbeat, SplitIdsCallback};
+use raftstore::{PdError, PdHandle, RegionHeartbeat, SplitIdsCallback};
 
 pub struct TestPd {
     next_id: AtomicU64,
@@ -68,7 +68,7 @@ impl TestPd {
 impl PdHandle for TestPd {
     fn ask_batch_split(&self, region: metapb::Region, count: u32, done: SplitIdsCallback) {
         if self.unavailable.load(Ordering::SeqCst) {
-            return done(Err("PD is unavailable (test)".into()));
+            return done(Err(PdError::Unreachable { reason: "PD is unavailable (test)".into() }));
         }
         let per_split = 1 + region.peers.len() as u64;
         let first = self.next_id.fetch_add(per_split * u64::from(count), Ordering::SeqCst);

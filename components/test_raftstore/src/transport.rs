@@ -8,12 +8,15 @@ use std::thread;
 use engine_rocks::{RocksEngine, RocksRaftEngine};
 use parking_lot::RwLock;
 use proto::raft_serverpb::RaftMessage;
-use raftstore::{RaftRouter, Transport, TransportError};
+use raftstore::{RaftRouter, SnapManager, SnapshotDone, Transport, TransportError};
 use util::StoreId;
 
 use crate::filter::{Filter, Verdict};
 
 pub type Router = RaftRouter<RocksEngine, RocksRaftEngine>;
+
+/// Bytes per snapshot chunk, as the gRPC transport sends them.
+const SNAP_CHUNK_BYTES: usize = 1 << 20;
 
 /// Buffered messages per sender before `send` refuses (a bound, like the real transport's).
 const SEND_BUFFER_MAX: usize = 64 * 1024;
@@ -22,17 +25,51 @@ const SEND_BUFFER_MAX: usize = 64 * 1024;
 #[derive(Default)]
 pub struct Hub {
     routers: RwLock<HashMap<u64, Router>>,
+    snaps: RwLock<HashMap<u64, SnapManager>>,
     filters: RwLock<Vec<(u64, Arc<dyn Filter>)>>,
     next_filter_id: parking_lot::Mutex<u64>,
 }
 
 impl Hub {
-    pub fn register(&self, store_id: u64, router: Router) {
+    pub fn register(&self, store_id: u64, router: Router, snaps: SnapManager) {
         self.routers.write().insert(store_id, router);
+        self.snaps.write().insert(store_id, snaps);
     }
 
     pub fn unregister(&self, store_id: u64) {
         self.routers.write().remove(&store_id);
+        self.snaps.write().remove(&store_id);
+    }
+
+    /// Copies a snapshot's files from store `from` to the message's store, chunk by chunk
+    /// through the same reader and receiver the gRPC transport uses, then delivers the
+    /// message. Whether it all arrived.
+    fn send_snapshot(&self, from: u64, msg: RaftMessage) -> bool {
+        let to = msg.to_peer.as_ref().map_or(0, |p| p.store_id);
+        let (Some(src), Some(dst)) =
+            (self.snaps.read().get(&from).cloned(), self.snaps.read().get(&to).cloned())
+        else {
+            return false;
+        };
+        let Some((key, meta)) = raftstore::transport::snapshot_files(&msg) else { return false };
+        match dst.receiver(key, &meta) {
+            Ok(mut receiver) => {
+                let Ok(reader) = src.reader(key, SNAP_CHUNK_BYTES) else { return false };
+                for chunk in reader {
+                    let Ok(chunk) = chunk else { return false };
+                    if receiver.write(&chunk).is_err() {
+                        return false;
+                    }
+                }
+                if receiver.finish().is_err() {
+                    return false;
+                }
+            }
+            Err(raftstore::snap::Error::Exists { .. }) => {}
+            Err(_) => return false,
+        }
+        self.deliver(msg);
+        true
     }
 
     /// Adds a filter; returns its id for [`Hub::remove_filter`].
@@ -97,6 +134,25 @@ impl Transport for SimTransport {
         }
         self.buffer.push(msg);
         Ok(())
+    }
+
+    /// Sends on a thread of its own (files can be large), after the filters: a dropped
+    /// snapshot fails, a delayed one waits.
+    fn send_snapshot(&mut self, msg: RaftMessage, done: SnapshotDone) {
+        let hub = self.hub.clone();
+        let from = self.store_id.get();
+        let verdict = hub.verdict(from, &msg);
+        thread::spawn(move || {
+            let ok = match verdict {
+                Verdict::Pass => hub.send_snapshot(from, msg),
+                Verdict::Drop => false,
+                Verdict::Delay(d) => {
+                    thread::sleep(d);
+                    hub.send_snapshot(from, msg)
+                }
+            };
+            done(ok);
+        });
     }
 
     fn flush(&mut self) {

@@ -86,3 +86,27 @@ pub fn region_leader_cmd(region_id: u64) -> RaftCmdRequest {
         ..Default::default()
     }
 }
+
+/// The key of numbered test write `i` (`k0000`, ...); its value is `i` big-endian
+/// ([`numbered_value`]). Shared by the scenario tests that write ranges.
+pub fn numbered_key(i: u32) -> Vec<u8> {
+    format!("k{i:04}").into_bytes()
+}
+
+pub fn numbered_value(i: u32) -> [u8; 4] {
+    i.to_be_bytes()
+}
+
+/// Writes numbered keys `range` (each acknowledged).
+pub fn put_range(cluster: &crate::Cluster, range: std::ops::Range<u32>) {
+    for i in range {
+        cluster.must_put(&numbered_key(i), &numbered_value(i));
+    }
+}
+
+/// Reads numbered keys `range` back through the leader.
+pub fn check_range(cluster: &crate::Cluster, range: std::ops::Range<u32>) {
+    for i in range {
+        cluster.must_get_equal(&numbered_key(i), &numbered_value(i));
+    }
+}

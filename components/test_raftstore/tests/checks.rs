@@ -136,7 +136,9 @@ fn too_many_pending_proposals_is_server_busy() {
         let req = cmd(header(&region, &leader), vec![put_req(b"k", &[i])]);
         router.send_command(
             req,
-            raftstore::Callback::new(1.into(), move |r| tx.send(r.response).unwrap()),
+            raftstore::Callback::new(1.into(), move |r| {
+                tx.send(test_raftstore::to_response(r)).unwrap()
+            }),
         );
         if i < 2 {
             // One at a time, so each is its own proposal rather than part of one batch.

@@ -100,7 +100,7 @@ fn full_mailbox_gives_the_command_back() {
         let tx = tx.clone();
         let req = cmd(header(&region, &leader), vec![put_req(format!("k{i}").as_bytes(), b"v")]);
         let cb = raftstore::Callback::new(1.into(), move |r| {
-            let _ = tx.send(r.response);
+            let _ = tx.send(test_raftstore::to_response(r));
         });
         if let Err(back) = router.try_send_command(raftstore::RaftCommand::new(req, cb)) {
             given_back = Some(back);
@@ -156,6 +156,65 @@ fn log_gc_without_the_kv_sync_would_lose_writes_at_a_power_cut() {
     fail::remove("raftstore::log_gc::skip_kv_sync");
     let err = cluster.try_start_store(1).expect_err("the store must not start with a hole");
     assert!(err.to_string().contains("compacted past what the KV engine holds"), "{err}");
+    drop(cluster);
+    scenario.teardown();
+}
+
+/// A crash after a snapshot's data was ingested and before its region became `Normal`: the
+/// restarted store finds the region `Applying`, applies the same files again, and serves
+/// every write.
+#[test]
+fn crash_while_applying_a_snapshot_resumes_on_restart() {
+    use proto::raft_serverpb::PeerState;
+    let scenario = fail::FailScenario::setup();
+    let cfg = Config {
+        raft_log_gc_tick_interval: util::config::ReadableDuration::millis(50),
+        raft_log_gc_threshold: 5,
+        raft_log_gc_count_limit: Some(20),
+        raft_log_reserve_max_ticks: 2,
+        ..Config::for_tests()
+    };
+    let mut cluster = Cluster::new(3, &[], cfg);
+    cluster.start();
+    let key = |i: u32| format!("k{i:04}").into_bytes();
+    for i in 0..10 {
+        cluster.must_put(&key(i), b"v");
+    }
+    let leader = cluster.wait_leader(1);
+    let lagger = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
+    cluster.must_applied_on(lagger.store_id, &key(9), Some(b"v"));
+    let last = applied_index(&cluster, lagger.store_id);
+    let f = cluster.hub.add_filter(test_raftstore::IsolateStore(lagger.store_id));
+    for i in 10..100 {
+        cluster.must_put(&key(i), b"v");
+    }
+    test_raftstore::util::wait_for("compaction past the lagger", Duration::from_secs(20), || {
+        (cluster.truncated_index(leader.store_id, 1) > last + 1).then_some(())
+    });
+    fail::cfg("raftstore::apply::snapshot_before_normal", "return").unwrap();
+    cluster.hub.remove_filter(f);
+    // Ingested (the data is there) but not `Normal`: stopped at the failpoint.
+    test_raftstore::util::wait_for("the lagger to stop mid-apply", Duration::from_secs(20), || {
+        let state = cluster.region_local_state(lagger.store_id, 1)?;
+        let ingested = cluster.get_from_engine(lagger.store_id, &key(99)).is_some();
+        (state.state == PeerState::Applying as i32 && ingested).then_some(())
+    });
+    cluster.stop_store(lagger.store_id);
+    fail::remove("raftstore::apply::snapshot_before_normal");
+    cluster.start_store(lagger.store_id);
+    test_raftstore::util::wait_for(
+        "the region to be Normal again",
+        Duration::from_secs(20),
+        || {
+            let state = cluster.region_local_state(lagger.store_id, 1)?;
+            (state.state == PeerState::Normal as i32).then_some(())
+        },
+    );
+    for i in 0..100 {
+        cluster.must_applied_on(lagger.store_id, &key(i), Some(b"v"));
+    }
+    cluster.must_put(b"after", b"1");
+    cluster.must_applied_on(lagger.store_id, b"after", Some(b"1"));
     drop(cluster);
     scenario.teardown();
 }

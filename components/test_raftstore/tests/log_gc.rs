@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use engine_traits::RaftEngine;
 use raftstore::Config;
+use test_raftstore::util::{check_range, numbered_key as key, put_range};
 use test_raftstore::{Cluster, IsolateStore};
 use util::config::ReadableDuration;
 use util::wait::wait_for;
@@ -21,22 +22,6 @@ fn gc_config() -> Config {
         raft_log_gc_threshold: 10,
         raft_log_reserve_max_ticks: 2,
         ..Config::for_tests()
-    }
-}
-
-fn key(i: u32) -> Vec<u8> {
-    format!("k{i:04}").into_bytes()
-}
-
-fn put_range(cluster: &Cluster, range: std::ops::Range<u32>) {
-    for i in range {
-        cluster.must_put(&key(i), &i.to_be_bytes());
-    }
-}
-
-fn check_range(cluster: &Cluster, range: std::ops::Range<u32>) {
-    for i in range {
-        cluster.must_get_equal(&key(i), &i.to_be_bytes());
     }
 }
 

@@ -86,7 +86,9 @@ fn commands_to_a_stopped_or_destroyed_peer_are_answered() {
     let peer = cluster.peer_on(1, other);
     router.send_command(
         cmd(header(&region, &peer), vec![put_req(b"k", b"y")]),
-        raftstore::Callback::new(1.into(), move |r| tx.send(r.response).unwrap()),
+        raftstore::Callback::new(1.into(), move |r| {
+            tx.send(test_raftstore::to_response(r)).unwrap()
+        }),
     );
     let resp = rx.recv_timeout(Duration::from_secs(5)).expect("answered after shutdown");
     assert!(resp.header.unwrap().error.unwrap().region_not_found.is_some());

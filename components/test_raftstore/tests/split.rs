@@ -207,11 +207,15 @@ fn write_behind_a_pending_split_gets_the_new_layout() {
     let router = cluster.router(leader.store_id);
     router.send_command(
         split,
-        raftstore::Callback::new(1.into(), move |r| tx.send(("split", r.response)).unwrap()),
+        raftstore::Callback::new(1.into(), move |r| {
+            tx.send(("split", test_raftstore::to_response(r))).unwrap()
+        }),
     );
     router.send_command(
         cmd(header(&region, &leader), vec![put_req(b"a", b"old-epoch")]),
-        raftstore::Callback::new(1.into(), move |r| tx2.send(("put", r.response)).unwrap()),
+        raftstore::Callback::new(1.into(), move |r| {
+            tx2.send(("put", test_raftstore::to_response(r))).unwrap()
+        }),
     );
     let mut answers = HashMap::new();
     for _ in 0..2 {

@@ -102,7 +102,7 @@ fn send_put(
     cluster.router(peer.store_id).send_command(
         cmd(header(region, peer), vec![put_req(key, b"v")]),
         Callback::new(region.id.into(), move |resp| {
-            let _ = tx.send(resp.response.header.and_then(|h| h.error));
+            let _ = tx.send(resp.err().map(|e| e.into_region_error()));
         }),
     );
     rx

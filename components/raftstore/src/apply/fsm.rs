@@ -3,42 +3,60 @@
 use std::collections::VecDeque;
 
 use batch_system::{Fsm, Inbox};
-use engine_traits::{KvEngine, Mutable, CF_RAFT};
+use engine_traits::{KvEngine, Mutable, WriteOptions, CF_RAFT};
 use prost::Message as _;
 use proto::metapb;
-use proto::raft_cmdpb::{AdminCmdType, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader};
-use proto::raft_serverpb::RaftApplyState;
-use raft::eraftpb::{Entry, EntryType};
-use slog::{debug, info, warn, Logger};
-use util::{LogIndex, RegionId, Term};
+use proto::raft_cmdpb::{
+    AdminCmdType, AdminResponse, ChangePeerResponse, ChangePeerV2Response, RaftCmdRequest,
+    RaftCmdResponse, RaftResponseHeader,
+};
+use proto::raft_serverpb::{RaftApplyState, RaftTruncatedState, RegionLocalState};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
+use slog::{debug, info, Logger};
+use util::{LogIndex, PeerId, RegionId, Term};
 
 use super::compact::exec_compact_log;
+use super::conf_change::{apply_changes, requested_changes, to_raft_conf_change, v1_to_v2};
 use super::exec::{exec_write, WriteStats};
 use super::poller::ApplyContext;
 use super::split::exec_batch_split;
-use super::{ApplyRes, ApplyTask, ExecResult, Proposal};
-use crate::callback::error_response;
+use super::{ApplyRes, ApplyTask, ChangePeerResult, ExecResult, Proposal};
 use crate::error::Error;
-use crate::util::check_region_epoch;
+use crate::snap::{Side, SnapKey};
+use crate::snap_gen::GenTask;
+use crate::util::{check_region_epoch, find_peer_by_id};
 
 pub struct ApplyFsm<EK: KvEngine> {
     region_id: RegionId,
+    /// This store's peer of the region: when a conf change removes it, nothing after that
+    /// entry is applied here.
+    peer_id: PeerId,
     region: metapb::Region,
     apply_state: RaftApplyState,
     applied_term: Term,
     inbox: Inbox<ApplyTask<EK::Snapshot>>,
     /// Set by `Destroy` or a simulated crash; the poller drops the FSM after the round.
     stopped: bool,
+    /// A conf change removed this peer: later entries are not applied (their proposals are
+    /// answered `RegionNotFound` as they drop); the peer destroys itself.
+    removed: bool,
     /// Something was applied this round: the apply state goes into the batch and an
     /// `ApplyRes` to the peer.
     dirty: bool,
     written: WriteStats,
     exec_results: Vec<ExecResult>,
+    /// Snapshot generations asked for, waiting for the round's write (`GenerateSnapshot`).
+    gen_requests: Vec<crossbeam_channel::Sender<Option<Snapshot>>>,
+    /// A received snapshot to apply once the round's write is done (`ApplySnapshot`); no
+    /// later task is handled before it.
+    snapshot_to_apply: Option<(metapb::Region, SnapKey)>,
     logger: Logger,
 }
 
 impl<EK: KvEngine> ApplyFsm<EK> {
     pub fn new(
+        peer_id: PeerId,
         region: metapb::Region,
         apply_state: RaftApplyState,
         applied_term: Term,
@@ -47,14 +65,18 @@ impl<EK: KvEngine> ApplyFsm<EK> {
     ) -> Self {
         ApplyFsm {
             region_id: RegionId(region.id),
+            peer_id,
             region,
             apply_state,
             applied_term,
             inbox,
             stopped: false,
+            removed: false,
             dirty: false,
             written: WriteStats::default(),
             exec_results: Vec::new(),
+            gen_requests: Vec::new(),
+            snapshot_to_apply: None,
             logger,
         }
     }
@@ -66,7 +88,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
     /// Handles up to `max` tasks; returns the inbox length left.
     pub(super) fn handle_tasks(&mut self, ctx: &mut ApplyContext<EK>, max: usize) -> usize {
         for _ in 0..max {
-            if self.stopped {
+            if self.stopped || self.snapshot_to_apply.is_some() {
                 break;
             }
             let Some(task) = self.inbox.try_recv() else { break };
@@ -77,6 +99,11 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 ApplyTask::Destroy => {
                     debug!(self.logger, "apply fsm destroyed");
                     self.stopped = true;
+                    ctx.push_destroyed(self.region_id);
+                }
+                ApplyTask::GenerateSnapshot { tx } => self.gen_requests.push(tx),
+                ApplyTask::ApplySnapshot { region, key } => {
+                    self.snapshot_to_apply = Some((region, key));
                 }
             }
         }
@@ -91,6 +118,9 @@ impl<EK: KvEngine> ApplyFsm<EK> {
     ) {
         let mut proposals: VecDeque<_> = proposals.into();
         for entry in entries {
+            if self.removed {
+                break;
+            }
             let index = entry.index;
             if index <= self.apply_state.applied_index {
                 // Raft hands out committed entries from the applied index it was started
@@ -119,7 +149,19 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 }
                 None => None,
             };
-            let result = self.apply_entry(ctx, &entry);
+            // (A conf change leaving a joint state is empty too: its type tells them apart.)
+            let refused = entry.get_entry_type() == EntryType::EntryNormal
+                && entry.data.is_empty()
+                && proposal.is_some();
+            let result = if refused {
+                // Raft put an empty entry in place of a conf change it refused (one was
+                // pending, or it did not fit the joint state): it must not read as applied.
+                Err(Error::InvalidRequest(
+                    "raft refused the membership change (another one is in progress)".into(),
+                ))
+            } else {
+                self.apply_entry(ctx, &entry)
+            };
             self.apply_state.applied_index = index;
             self.applied_term = Term(entry.term);
             self.dirty = true;
@@ -134,7 +176,11 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 ctx.answer(p, result, entry.term);
             }
         }
-        assert!(proposals.is_empty(), "region {}: proposals without entries", self.region_id);
+        assert!(
+            self.removed || proposals.is_empty(),
+            "region {}: proposals without entries",
+            self.region_id
+        );
     }
 
     fn apply_entry(
@@ -145,13 +191,12 @@ impl<EK: KvEngine> ApplyFsm<EK> {
         match entry.get_entry_type() {
             EntryType::EntryNormal => {}
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                // TODO(#membership): conf changes are never proposed before that issue.
-                warn!(self.logger, "ignoring conf change entry"; "index" => entry.index);
-                return Ok(RaftCmdResponse::default());
+                return self.apply_conf_change(ctx, entry);
             }
         }
         if entry.data.is_empty() {
-            // The empty entry a new leader appends to commit its term.
+            // The empty entry a new leader appends to commit its term (see `apply_entries`
+            // for one that carries a proposal).
             return Ok(RaftCmdResponse::default());
         }
         let req = RaftCmdRequest::decode(&entry.data[..]).unwrap_or_else(|e| {
@@ -211,6 +256,152 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             admin_response: Some(admin_response),
             ..Default::default()
         })
+    }
+
+    /// A `ChangePeer`/`ChangePeerV2` entry (`apply::conf_change`): the new peer list is
+    /// written with the entry's apply state; the peer applies the change to raft when it gets
+    /// the result. A change that does not fit the region (an epoch that moved, an invalid
+    /// change) is answered with an error and changes nothing, in raft either.
+    fn apply_conf_change(
+        &mut self,
+        ctx: &mut ApplyContext<EK>,
+        entry: &Entry,
+    ) -> Result<RaftCmdResponse, Error> {
+        let cc = if entry.get_entry_type() == EntryType::EntryConfChange {
+            let mut v1 = ConfChange::default();
+            v1.merge_from_bytes(&entry.data).map(|_| v1_to_v2(&v1))
+        } else {
+            let mut v2 = ConfChangeV2::default();
+            v2.merge_from_bytes(&entry.data).map(|_| v2)
+        };
+        let cc = cc.unwrap_or_else(|e| {
+            panic!(
+                "region {}: committed conf change {} does not decode: {e}",
+                self.region_id, entry.index
+            )
+        });
+        let req = RaftCmdRequest::decode(&entry.context[..]).unwrap_or_else(|e| {
+            panic!(
+                "region {}: committed conf change {} has no command: {e}",
+                self.region_id, entry.index
+            )
+        });
+        check_region_epoch(&req, &self.region)?;
+        let admin = req.admin_request.as_ref().ok_or_else(|| {
+            Error::InvalidRequest("conf change entry without an admin command".into())
+        })?;
+        let changes = requested_changes(admin).ok_or_else(|| {
+            Error::InvalidRequest("conf change entry with another admin command".into())
+        })??;
+        // The change raft applies (the entry's data) and the one the region records (its
+        // context) must be the same one.
+        if to_raft_conf_change(&changes)? != cc {
+            return Err(Error::InvalidRequest(
+                "conf change entry disagrees with its command".into(),
+            ));
+        }
+        let region = apply_changes(&self.region, &changes)?;
+        let state = RegionLocalState { region: Some(region.clone()), ..Default::default() };
+        ctx.wb().put_msg_cf(CF_RAFT, &keys::region_state_key(self.region_id), &state);
+        info!(self.logger, "membership changed"; "index" => entry.index,
+            "peers" => ?region.peers.iter().map(|p| (p.id, p.store_id, p.role)).collect::<Vec<_>>(),
+            "conf_ver" => region.region_epoch.unwrap_or_default().conf_ver);
+        self.region = region.clone();
+        if find_peer_by_id(&region, self.peer_id).is_none() {
+            self.removed = true;
+        }
+        self.exec_results
+            .push(ExecResult::ChangePeer(ChangePeerResult { cc, region: region.clone() }));
+        let resp_region = Some(region);
+        let mut admin_response = AdminResponse { cmd_type: admin.cmd_type, ..Default::default() };
+        if admin.cmd_type == AdminCmdType::ChangePeer as i32 {
+            admin_response.change_peer = Some(ChangePeerResponse { region: resp_region });
+        } else {
+            admin_response.change_peer_v2 = Some(ChangePeerV2Response { region: resp_region });
+        }
+        Ok(RaftCmdResponse {
+            header: Some(RaftResponseHeader::default()),
+            admin_response: Some(admin_response),
+            ..Default::default()
+        })
+    }
+
+    /// Whether snapshot work waits for the engine to hold everything applied so far.
+    pub(super) fn needs_engine_at_applied(&self) -> bool {
+        !self.gen_requests.is_empty() || self.snapshot_to_apply.is_some()
+    }
+
+    /// Snapshot work, once the poller wrote the round so far: the engine holds exactly what
+    /// this FSM applied. Returns whether a snapshot was applied.
+    pub(super) fn on_engine_at_applied(&mut self, ctx: &mut ApplyContext<EK>) -> bool {
+        let applied = if let Some((region, key)) = self.snapshot_to_apply.take() {
+            self.apply_snapshot(ctx, region, key);
+            true
+        } else {
+            false
+        };
+        if self.gen_requests.is_empty() {
+            return applied;
+        }
+        let snapshot = ctx.kv.snapshot();
+        for done in self.gen_requests.drain(..) {
+            ctx.snap_gen.schedule(GenTask {
+                region: self.region.clone(),
+                index: LogIndex(self.apply_state.applied_index),
+                term: self.applied_term,
+                snapshot: snapshot.clone(),
+                done,
+            });
+        }
+        applied
+    }
+
+    /// Applies a received snapshot's files and makes the region `Normal` (synced). The files
+    /// were checked when received and are checked again before anything is deleted; a
+    /// failure here is a storage failure (local files rotted, the engine refuses), which is
+    /// fatal: the region is half replaced.
+    fn apply_snapshot(&mut self, ctx: &mut ApplyContext<EK>, region: metapb::Region, key: SnapKey) {
+        let started = std::time::Instant::now();
+        let applied = ctx
+            .snap_mgr
+            .load_meta(key, Side::Rev)
+            .and_then(|meta| ctx.snap_mgr.apply(&ctx.kv, &region, key, &meta));
+        if let Err(e) = applied {
+            panic!("region {}: cannot apply snapshot {key}: {e}", self.region_id);
+        }
+        // A crash here leaves the data applied and the region `Applying`: the restart
+        // applies the same files again (idempotent) and then writes `Normal`.
+        fail::fail_point!("raftstore::apply::snapshot_before_normal", |_| {
+            self.crash();
+        });
+        self.apply_state = RaftApplyState {
+            applied_index: key.index.get(),
+            commit_index: key.index.get(),
+            commit_term: key.term.get(),
+            truncated_state: Some(RaftTruncatedState {
+                index: key.index.get(),
+                term: key.term.get(),
+            }),
+            ..Default::default()
+        };
+        self.applied_term = key.term;
+        self.region = region.clone();
+        self.removed = false;
+        let mut wb = ctx.kv.write_batch();
+        let state = RegionLocalState { region: Some(region), ..Default::default() };
+        wb.put_msg_cf(CF_RAFT, &keys::region_state_key(self.region_id), &state);
+        wb.put_msg_cf(CF_RAFT, &keys::apply_state_key(self.region_id), &self.apply_state);
+        wb.delete_cf(CF_RAFT, &keys::snapshot_raft_state_key(self.region_id));
+        if let Err(e) = ctx.kv.write(&mut wb, &WriteOptions::synced()) {
+            panic!("region {}: cannot write the applied snapshot's state: {e}", self.region_id);
+        }
+        if let Err(e) = ctx.snap_mgr.delete(key, Side::Rev) {
+            // Garbage: the next start (or GC) deletes it.
+            debug!(self.logger, "cannot delete an applied snapshot"; "err" => %e);
+        }
+        info!(self.logger, "snapshot applied"; "key" => %key,
+            "ms" => started.elapsed().as_millis() as u64);
+        self.dirty = true;
     }
 
     /// Called by the poller after the FSM's tasks of the round: puts the apply state into the
@@ -282,9 +473,9 @@ pub(super) fn split_response(
     offset: usize,
     n: usize,
     term: u64,
-) -> RaftCmdResponse {
+) -> Result<RaftCmdResponse, Error> {
     match resp {
-        Ok(r) => {
+        Ok(r) => Ok({
             let mut header = r.header.clone().unwrap_or_default();
             header.current_term = term;
             let responses =
@@ -297,7 +488,7 @@ pub(super) fn split_response(
                 admin_response,
                 ..Default::default()
             }
-        }
-        Err(e) => error_response(e.clone().into_region_error()),
+        }),
+        Err(e) => Err(e.clone()),
     }
 }

@@ -13,6 +13,7 @@
 //! applied index it persists is the last entry whose effects are in the same batch.
 
 mod compact;
+pub mod conf_change;
 mod exec;
 mod fsm;
 mod poller;
@@ -50,6 +51,12 @@ pub enum ApplyTask<S> {
     Apply { entries: Vec<Entry>, proposals: Vec<Proposal<S>> },
     /// The peer is being destroyed: stop, answering nothing more.
     Destroy,
+    /// Raft needs a snapshot: take the KV engine at the applied index (after writing what the
+    /// round applied) and have the `snap-generator` build it; the answer goes to `tx`.
+    GenerateSnapshot { tx: crossbeam_channel::Sender<Option<raft::eraftpb::Snapshot>> },
+    /// A snapshot was persisted (region state `Applying`): apply its received files, then
+    /// write the region `Normal` (`peer::snapshot`, step 6).
+    ApplySnapshot { region: proto::metapb::Region, key: crate::snap::SnapKey },
 }
 
 /// What an `ApplyFsm` reports to its peer after a round.
@@ -65,10 +72,20 @@ pub struct ApplyRes {
     pub exec_results: Vec<ExecResult>,
 }
 
+/// An applied membership change.
+#[derive(Debug, Clone)]
+pub struct ChangePeerResult {
+    /// What raft applies (`RawNode::apply_conf_change`).
+    pub cc: raft::eraftpb::ConfChangeV2,
+    /// The region with its new peer list and `conf_ver` (already written).
+    pub region: proto::metapb::Region,
+}
+
 /// The side effect of an applied admin command.
 #[derive(Debug, Clone)]
 pub enum ExecResult {
     Split(SplitResult),
+    ChangePeer(ChangePeerResult),
     /// The log was compacted up to this position (the apply state already records it); the
     /// peer has the entries below it deleted (`log_gc`).
     CompactLog(RaftTruncatedState),

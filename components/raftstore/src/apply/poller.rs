@@ -4,11 +4,14 @@ use batch_system::{HandleResult, HandlerBuilder, NormalFsm, PollHandler, Router}
 use engine_traits::{KvEngine, WriteBatch, WriteOptions};
 use proto::raft_cmdpb::RaftCmdResponse;
 use slog::{error, Logger};
+use util::RegionId;
 
 use super::fsm::{split_response, ApplyControlFsm, ApplyFsm};
 use super::{ApplyRes, Proposal};
 use crate::callback::Callback;
 use crate::error::Error;
+use crate::snap::SnapManager;
+use crate::snap_gen::GenScheduler;
 use crate::stats::StoreStats;
 
 pub type ApplyRouter<EK> = Router<ApplyFsm<EK>, ApplyControlFsm>;
@@ -16,6 +19,10 @@ pub type ApplyRouter<EK> = Router<ApplyFsm<EK>, ApplyControlFsm>;
 /// Where apply results go: the store's peers. Implemented by the raft router.
 pub trait ApplyResSink: Clone + Send + 'static {
     fn send_apply_res(&self, res: ApplyRes);
+
+    /// The region's apply FSM stopped for good (`ApplyTask::Destroy`), after the last write
+    /// of its data.
+    fn send_apply_destroyed(&self, region_id: RegionId);
 }
 
 /// A round's batch grows at most to this before it is written mid-round, so one hot region
@@ -23,10 +30,16 @@ pub trait ApplyResSink: Clone + Send + 'static {
 const APPLY_BATCH_BYTES_MAX: usize = 4 << 20;
 
 pub struct ApplyContext<EK: KvEngine> {
-    kv: EK,
+    pub(super) kv: EK,
+    /// The store's snapshot files (applying received snapshots).
+    pub(super) snap_mgr: SnapManager,
+    /// The `snap-generator` worker (building snapshots for raft).
+    pub(super) snap_gen: GenScheduler<EK::Snapshot>,
     wb: EK::WriteBatch,
-    callbacks: Vec<(Callback<EK::Snapshot>, RaftCmdResponse)>,
+    callbacks: Vec<(Callback<EK::Snapshot>, Result<RaftCmdResponse, Error>)>,
     results: Vec<ApplyRes>,
+    /// Regions whose apply FSM stopped this round; told after the round's write.
+    destroyed: Vec<RegionId>,
 }
 
 impl<EK: KvEngine> ApplyContext<EK> {
@@ -41,6 +54,10 @@ impl<EK: KvEngine> ApplyContext<EK> {
 
     pub(super) fn push_result(&mut self, res: ApplyRes) {
         self.results.push(res);
+    }
+
+    pub(super) fn push_destroyed(&mut self, region_id: RegionId) {
+        self.destroyed.push(region_id);
     }
 
     /// Queues the answers of a proposal; they are delivered after the batch is written.
@@ -90,10 +107,16 @@ impl<EK: KvEngine, R: ApplyResSink> ApplyPoller<EK, R> {
         }
         self.stats.record_apply_round(self.ctx.callbacks.len());
         for (cb, resp) in self.ctx.callbacks.drain(..) {
-            cb.invoke(resp);
+            match resp {
+                Ok(resp) => cb.invoke(resp),
+                Err(e) => cb.invoke_with_error(e),
+            }
         }
         for res in self.ctx.results.drain(..) {
             self.sink.send_apply_res(res);
+        }
+        for region_id in self.ctx.destroyed.drain(..) {
+            self.sink.send_apply_destroyed(region_id);
         }
     }
 
@@ -125,6 +148,15 @@ impl<EK: KvEngine, R: ApplyResSink> PollHandler<ApplyFsm<EK>, ApplyControlFsm>
         if self.ctx.wb.data_size() > APPLY_BATCH_BYTES_MAX {
             self.flush();
         }
+        if fsm.needs_engine_at_applied() {
+            // Snapshot work reads or replaces the region's data in the engine: what this
+            // round applied so far goes there first.
+            self.flush();
+            if fsm.on_engine_at_applied(&mut self.ctx) {
+                self.stats.record_snapshot_applied();
+            }
+            fsm.finish_round(&mut self.ctx);
+        }
         if left > 0 && !fsm.is_stopped_now() {
             HandleResult::KeepProcessing
         } else {
@@ -145,6 +177,8 @@ impl<EK: KvEngine, R: ApplyResSink> PollHandler<ApplyFsm<EK>, ApplyControlFsm>
 pub struct ApplyPollerBuilder<EK: KvEngine, R> {
     kv: EK,
     sink: R,
+    snap_mgr: SnapManager,
+    snap_gen: GenScheduler<EK::Snapshot>,
     messages_per_tick: usize,
     stats: StoreStats,
     logger: Logger,
@@ -154,11 +188,13 @@ impl<EK: KvEngine, R: ApplyResSink> ApplyPollerBuilder<EK, R> {
     pub fn new(
         kv: EK,
         sink: R,
+        snap_mgr: SnapManager,
+        snap_gen: GenScheduler<EK::Snapshot>,
         messages_per_tick: usize,
         stats: StoreStats,
         logger: Logger,
     ) -> Self {
-        ApplyPollerBuilder { kv, sink, messages_per_tick, stats, logger }
+        ApplyPollerBuilder { kv, sink, snap_mgr, snap_gen, messages_per_tick, stats, logger }
     }
 }
 
@@ -172,7 +208,10 @@ impl<EK: KvEngine, R: ApplyResSink> HandlerBuilder<ApplyFsm<EK>, ApplyControlFsm
             ctx: ApplyContext {
                 wb: self.kv.write_batch_with_cap(64 << 10),
                 kv: self.kv.clone(),
+                snap_mgr: self.snap_mgr.clone(),
+                snap_gen: self.snap_gen.clone(),
                 callbacks: Vec::new(),
+                destroyed: Vec::new(),
                 results: Vec::new(),
             },
             sink: self.sink.clone(),

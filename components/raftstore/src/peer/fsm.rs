@@ -5,6 +5,7 @@ use batch_system::{Fsm, Inbox};
 use engine_traits::{KvEngine, RaftEngine};
 
 use super::{Peer, Snap};
+use crate::error::Error;
 use crate::msg::{PeerMsg, PeerTick};
 use crate::store::PollContext;
 use crate::transport::Transport;
@@ -37,8 +38,12 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 break;
             }
             let Some(msg) = self.inbox.try_recv() else { break };
+            if self.peer.is_pending_remove() {
+                self.handle_while_removing(ctx, msg);
+                continue;
+            }
             match msg {
-                PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx.store_id, *m),
+                PeerMsg::RaftMessage(m) => self.peer.on_raft_message(ctx, *m),
                 PeerMsg::RaftCommand(cmd) => self.peer.on_command(ctx, cmd),
                 PeerMsg::Tick(PeerTick::Raft) => self.peer.tick(ctx),
                 // The end of the turn checks the deadline (`maybe_release_leader_wait`).
@@ -46,6 +51,10 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
                 PeerMsg::Wake => {}
                 PeerMsg::Destroy => self.peer.destroy(ctx),
+                PeerMsg::ApplyDestroyed => self.peer.on_apply_destroyed(ctx),
+                PeerMsg::SnapshotReport { to_peer_id, ok } => {
+                    self.peer.on_snapshot_report(to_peer_id, ok)
+                }
                 PeerMsg::SplitRegion { region_epoch, split_keys, callback, source } => {
                     self.peer.on_split_region(ctx, region_epoch, split_keys, callback, source)
                 }
@@ -63,13 +72,39 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 ),
             }
         }
-        if !self.peer.is_stopped() {
+        if !self.peer.is_stopped() && !self.peer.is_pending_remove() {
             self.peer.maybe_release_leader_wait(ctx);
             self.peer.maybe_resolve_epoch_change(ctx);
             self.peer.propose_batch(ctx);
+            self.peer.maybe_schedule_snapshot_gen(ctx);
             self.has_pending_ready = self.peer.handle_ready(ctx);
+            self.peer.release_unused_reservation(ctx);
         }
         self.inbox.len()
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
+    /// While the peer is being destroyed (`peer::life`) it only waits for its apply FSM;
+    /// commands are answered `RegionNotFound`, everything else is dropped.
+    fn handle_while_removing<T: Transport>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        msg: PeerMsg<Snap<EK>>,
+    ) {
+        let gone = || Error::RegionNotFound(self.peer.region_id());
+        match msg {
+            PeerMsg::ApplyDestroyed => self.peer.on_apply_destroyed(ctx),
+            PeerMsg::RaftCommand(cmd) => cmd.callback.invoke_with_error(gone()),
+            PeerMsg::SplitRegion { callback, .. } => callback.invoke_with_error(gone()),
+            PeerMsg::RaftMessage(_)
+            | PeerMsg::Tick(_)
+            | PeerMsg::ApplyRes(_)
+            | PeerMsg::Wake
+            | PeerMsg::Destroy
+            | PeerMsg::SnapshotReport { .. }
+            | PeerMsg::SplitCheckResult { .. } => {}
+        }
     }
 }
 

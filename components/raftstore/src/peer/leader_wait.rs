@@ -136,7 +136,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Answers the held commands of a peer that goes away.
     pub(super) fn fail_leader_wait(&mut self, err: &Error) {
         if let Some(mut wait) = self.life.leader_wait.take() {
-            let e = err.clone().into_region_error();
+            let e = err.clone();
             for cmd in wait.take_held() {
                 cmd.callback.invoke_with_error(e.clone());
             }

@@ -6,26 +6,34 @@
 //! | `storage` | raft-rs `Storage` over the engines |
 //! | `propose` | command checks, write batching, proposing |
 //! | `read` | lease reads and ReadIndex |
+//! | `message` | what the peer accepts from the network: checks before raft steps a message |
 //! | `ready` | the ready loop: persist, send, hand committed entries to apply |
-//! | `life` | destroying a peer |
+//! | `life` | destroying a peer (two phases around its apply FSM) |
 //! | `log_gc` | raft log GC: deciding, proposing and acting on `CompactLog` |
+//! | `conf_change` | membership changes: checks, proposing, acting on the applied change |
 //! | `leader_wait` | commands that reach a new peer before its region's first leader |
+//! | `snapshot` | snapshots: generation requests, sending, checking, persisting, applying |
 //! | `split` | splitting: asking PD, proposing, the proposal checker, creating new regions, size checks |
 //! | `lease` | the leader lease |
 //!
 //! `Peer` holds the state; it never touches the batch system or the transport directly, only
 //! the poll context it is handed.
 
+mod conf_change;
 pub mod fsm;
 mod leader_wait;
 pub mod lease;
 mod life;
 mod log_gc;
+mod message;
 mod propose;
 mod read;
 mod ready;
+mod snapshot;
 mod split;
 pub mod storage;
+
+pub(crate) use self::snapshot::snap_key as snapshot_key;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -97,12 +105,23 @@ struct ReadyState {
     pending: Option<Ready>,
     /// A commit index learned after the last persisted hard state; persisted next round.
     commit_dirty: bool,
+    /// A snapshot persisted this round, for the apply FSM once the round's write is durable.
+    pending_snapshot: Option<snapshot::PendingSnapshotApply>,
+    /// A snapshot passed `check_snapshot` and holds a range reservation in the store's meta
+    /// until it is persisted or raft turns out not to take it.
+    snapshot_reserved: bool,
+    /// The last log index handed to the apply FSM (or restored by a snapshot): a snapshot is
+    /// persisted only once everything before it was applied (`snapshot`, step 5).
+    sent_to_apply: u64,
 }
 
-/// Where the peer is in its life. (Snapshot apply and pending removal join it with #12.)
+/// Where the peer is in its life.
 struct LifeState<S> {
     /// A peer a split created, until its region's first leader is known (see `leader_wait`).
     leader_wait: Option<LeaderWait<S>>,
+    /// Being destroyed: waits for its apply FSM to stop (`life`); steps no raft message and
+    /// answers commands `RegionNotFound`.
+    pending_remove: bool,
     /// Destroyed or shutting down: handles nothing more.
     stopped: bool,
 }
@@ -152,8 +171,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 epoch_change_dropped: false,
                 log_gc_skipped_ticks: 0,
             },
-            ready: ReadyState::default(),
-            life: LifeState { leader_wait: None, stopped: false },
+            ready: ReadyState { sent_to_apply: applied.get(), ..ReadyState::default() },
+            life: LifeState { leader_wait: None, pending_remove: false, stopped: false },
             applied_term,
             peer_cache: HashMap::new(),
             // Every peer's first check (after it leads) measures its region.
@@ -208,5 +227,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     pub fn is_stopped(&self) -> bool {
         self.life.stopped
+    }
+
+    /// Being destroyed (see `life`).
+    pub fn is_pending_remove(&self) -> bool {
+        self.life.pending_remove
     }
 }

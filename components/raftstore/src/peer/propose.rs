@@ -91,13 +91,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 Some(cmd)
             };
             if let Some(cmd) = cmd {
-                cmd.callback.invoke_with_error(e.into_region_error());
+                cmd.callback.invoke_with_error(e);
             }
             return;
         }
         let kind = match request_kind(&cmd.request) {
             Ok(kind) => kind,
-            Err(e) => return cmd.callback.invoke_with_error(e.into_region_error()),
+            Err(e) => return cmd.callback.invoke_with_error(e),
         };
         // Commands whose epoch a pending split would invalidate wait for it (see `split`).
         let cmd = if kind == RequestKind::Write
@@ -112,7 +112,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         };
         let RaftCommand { request, callback, .. } = cmd;
         match kind {
-            RequestKind::Status => callback.invoke(self.status(&request)),
+            RequestKind::Status => match self.status(&request) {
+                Ok(resp) => callback.invoke(resp),
+                Err(e) => callback.invoke_with_error(e),
+            },
             RequestKind::Read => self.on_read(ctx, request, callback),
             RequestKind::Write => {
                 if let Err(e) = self.propose_write(ctx, request, callback) {
@@ -157,7 +160,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) -> Result<()> {
         let checked = self.check_write(ctx, &req);
         if let Err(e) = checked {
-            cb.invoke_with_error(e.clone().into_region_error());
+            cb.invoke_with_error(e.clone());
             return Err(e);
         }
         let size = req.encoded_len();
@@ -233,7 +236,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if res.is_err() || index == last_index {
             // Raft refuses proposals while not leader or while transferring leadership.
             ctx.stats.record_proposal_dropped();
-            let err = self.not_leader().into_region_error();
+            let err = self.not_leader();
             for (cb, _) in callbacks {
                 cb.invoke_with_error(err.clone());
             }
@@ -258,6 +261,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let admin = req.admin_request.as_ref().expect("classified as admin");
         match AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin) {
             AdminCmdType::BatchSplit => self.propose_split(ctx, req, cb),
+            AdminCmdType::ChangePeer | AdminCmdType::ChangePeerV2 => {
+                self.propose_conf_change(ctx, req, cb)
+            }
             // Normally proposed by the leader's GC tick (`log_gc`); accepted from outside too,
             // as TiKV does (tests, tools). Apply checks it against each replica's state.
             AdminCmdType::CompactLog => {
@@ -272,46 +278,70 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     let e = Error::InvalidRequest(
                         "CompactLog must name an applied index and its term".into(),
                     );
-                    return cb.invoke_with_error(e.into_region_error());
+                    return cb.invoke_with_error(e);
                 }
                 self.propose_entry(ctx, &req, vec![(cb, 1)]);
             }
-            AdminCmdType::TransferLeader => {
-                let target = admin.transfer_leader.as_ref().and_then(|t| t.peer.as_ref());
-                let Some(target) = target.and_then(|t| find_peer_by_id(self.region(), t.id.into()))
-                else {
-                    let e =
-                        Error::InvalidRequest("transfer target is not a peer of the region".into());
-                    return cb.invoke_with_error(e.into_region_error());
-                };
-                let target_id = target.id;
-                info!(self.logger, "transferring leadership"; "to" => target_id);
-                // Another peer may become leader before our lease would end.
-                self.leadership.lease.suspect(ctx.clock.now());
-                self.raft_group.transfer_leader(target_id);
-                cb.invoke(RaftCmdResponse {
-                    header: Some(RaftResponseHeader {
-                        current_term: self.term().get(),
-                        ..Default::default()
-                    }),
-                    admin_response: Some(AdminResponse {
-                        cmd_type: AdminCmdType::TransferLeader as i32,
-                        transfer_leader: Some(TransferLeaderResponse {}),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                });
-            }
+            AdminCmdType::TransferLeader => self.propose_transfer_leader(ctx, &req, cb),
             other => {
                 // Membership and merge come with their issues.
                 let e =
                     Error::InvalidRequest(format!("admin command {other:?} is not supported yet"));
-                cb.invoke_with_error(e.into_region_error());
+                cb.invoke_with_error(e);
             }
         }
     }
 
-    fn status(&self, req: &RaftCmdRequest) -> RaftCmdResponse {
+    /// Leader transfer: raft's MsgTimeoutNow path, no log entry. Refused for a target that is
+    /// not a voter or that lags by more than `leader-transfer-max-log-lag` entries (the
+    /// caller retries once it caught up). The lease is suspected first: the target may lead
+    /// and serve writes before this peer's lease would have ended.
+    fn propose_transfer_leader<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        req: &RaftCmdRequest,
+        cb: Callback<Snap<EK>>,
+    ) {
+        let admin = req.admin_request.as_ref().expect("classified as admin");
+        let target = admin.transfer_leader.as_ref().and_then(|t| t.peer.as_ref());
+        let Some(target) = target.and_then(|t| find_peer_by_id(self.region(), t.id.into())) else {
+            let e = Error::InvalidRequest("transfer target is not a peer of the region".into());
+            return cb.invoke_with_error(e);
+        };
+        let target_id = target.id;
+        if !crate::util::is_voter(target) {
+            let e = Error::InvalidRequest(format!("transfer target {target_id} is not a voter"));
+            return cb.invoke_with_error(e);
+        }
+        if target_id != self.meta.id {
+            let last = self.raft_group.raft.raft_log.last_index();
+            let matched = self.raft_group.raft.prs().get(target_id).map_or(0, |p| p.matched);
+            let lag = last.saturating_sub(matched);
+            if lag > ctx.cfg.leader_transfer_max_log_lag {
+                return cb.invoke_with_error(Error::ServerIsBusy(format!(
+                    "transfer target {target_id} lags {lag} entries behind the leader"
+                )));
+            }
+            info!(self.logger, "transferring leadership"; "to" => target_id, "lag" => lag);
+            // Another peer may become leader before our lease would end.
+            self.leadership.lease.suspect(ctx.clock.now());
+            self.raft_group.transfer_leader(target_id);
+        }
+        cb.invoke(RaftCmdResponse {
+            header: Some(RaftResponseHeader {
+                current_term: self.term().get(),
+                ..Default::default()
+            }),
+            admin_response: Some(AdminResponse {
+                cmd_type: AdminCmdType::TransferLeader as i32,
+                transfer_leader: Some(TransferLeaderResponse {}),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+
+    fn status(&self, req: &RaftCmdRequest) -> Result<RaftCmdResponse> {
         let status = req.status_request.as_ref().expect("classified as status");
         let mut resp = StatusResponse { cmd_type: status.cmd_type, ..Default::default() };
         match StatusCmdType::try_from(status.cmd_type).unwrap_or(StatusCmdType::InvalidStatus) {
@@ -325,18 +355,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 });
             }
             StatusCmdType::InvalidStatus => {
-                let e = Error::InvalidRequest("invalid status command".into());
-                return crate::callback::error_response(e.into_region_error());
+                return Err(Error::InvalidRequest("invalid status command".into()));
             }
         }
-        RaftCmdResponse {
+        Ok(RaftCmdResponse {
             header: Some(RaftResponseHeader {
                 current_term: self.term().get(),
                 ..Default::default()
             }),
             status_response: Some(resp),
             ..Default::default()
-        }
+        })
     }
 
     /// Answers proposals that can no longer apply: every proposal queued before a committed
@@ -369,7 +398,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     {
                         self.leadership.epoch_change_dropped = true;
                     }
-                    let err = Error::StaleCommand.into_region_error();
+                    let err = Error::StaleCommand;
                     for (cb, _) in p.callbacks {
                         cb.invoke_with_error(err.clone());
                     }

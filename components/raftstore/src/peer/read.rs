@@ -73,7 +73,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 "region {} has too many pending reads",
                 self.region_id
             ));
-            return callback.invoke_with_error(e.into_region_error());
+            return callback.invoke_with_error(e);
         }
         ctx.stats.record_read_index_read();
         let id = self.reads.next_id;
@@ -141,7 +141,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
 
     /// Answers every queued read with `err` (leadership lost, peer destroyed).
     pub(super) fn fail_reads(&mut self, err: &Error) {
-        let e = err.clone().into_region_error();
+        let e = err.clone();
         for r in self.reads.reads.drain(..) {
             r.callback.invoke_with_error(e.clone());
         }
@@ -156,7 +156,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         // A read that waited (ReadIndex) may find the region split meanwhile: its keys may
         // belong to another region now.
         if let Err(e) = crate::util::check_region_epoch(&request, self.region()) {
-            return callback.invoke_with_error(e.into_region_error());
+            return callback.invoke_with_error(e);
         }
         let snap = RegionSnapshot::new(
             ctx.engines.kv.snapshot(),
@@ -164,7 +164,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.applied_index(),
         );
         match self.exec_read(&snap, &request) {
-            Ok(responses) => callback.invoke_with(CmdResponse {
+            Ok(responses) => callback.invoke_with(Ok(CmdResponse {
                 response: RaftCmdResponse {
                     header: Some(RaftResponseHeader {
                         current_term: self.term().get(),
@@ -174,8 +174,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     ..Default::default()
                 },
                 snapshot: Some(snap),
-            }),
-            Err(e) => callback.invoke_with_error(e.into_region_error()),
+            })),
+            Err(e) => callback.invoke_with_error(e),
         }
     }
 

@@ -17,11 +17,9 @@ use engine_traits::{KvEngine, RaftEngine};
 use proto::raft_serverpb::RaftMessage;
 use protobuf::Message as _;
 use raft::eraftpb::{Entry, Message, MessageType};
-use raft::{SnapshotStatus, StateRole};
+use raft::StateRole;
 use slog::{debug, info, warn};
-use util::{LogIndex, PeerId, StoreId};
-
-use crate::util::{epoch, find_peer_by_id, is_epoch_stale};
+use util::LogIndex;
 
 use super::Peer;
 use crate::apply::{ApplyRes, ApplyTask, ExecResult};
@@ -47,6 +45,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !self.raft_group.has_ready() {
             return false;
         }
+        if self.raft_group.raft.raft_log.unstable.snapshot.is_some()
+            && self.applied_index().get() < self.ready.sent_to_apply
+        {
+            // The apply FSM is still applying entries before the snapshot; persisting it now
+            // would let those rounds write their older apply state after the snapshot's. Its
+            // next apply result brings the peer back here.
+            return false;
+        }
         let mut ready = self.raft_group.ready();
         if let Some(ss) = ready.ss() {
             let role = ss.raft_state;
@@ -61,11 +67,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.on_read_states(states);
             self.serve_ready_reads(ctx);
         }
-        assert!(
-            ready.snapshot().is_empty(),
-            "region {}: received a snapshot, but snapshots are not supported yet",
-            self.region_id
-        );
+        if !ready.snapshot().is_empty() {
+            // Only a `MsgSnapshot` that passed `check_snapshot` gives raft one.
+            let snap = ready.snapshot().clone();
+            self.persist_snapshot(ctx, &snap);
+        }
         let committed = ready.take_committed_entries();
         self.send_to_apply(ctx, committed);
         let hs = ready.hs().cloned();
@@ -86,7 +92,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         };
         let msgs = ready.take_persisted_messages();
         self.send_messages(ctx, msgs);
+        // Before any entry committed after the snapshot (`snapshot`, step 6).
+        let snapshot_index = self.send_snapshot_to_apply(ctx);
         let mut light = self.raft_group.advance_append(ready);
+        if let Some(index) = snapshot_index {
+            // Raft's applied index moves to the snapshot now, not when the apply FSM reports
+            // it: raft slices its log from the applied index (an election would read below
+            // the first index). The data follows in the apply FSM's order: reads and leases
+            // wait for an applied entry of the leader's own term, which comes after it.
+            self.raft_group.advance_apply_to(index);
+        }
         if light.commit_index().is_some() {
             // Persisted lazily with the next ready: a lower commit index on disk only means
             // raft re-learns it after a restart (`PeerStorage::load` never goes below applied).
@@ -123,9 +138,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     fn send_to_apply<T>(&mut self, ctx: &mut PollContext<EK, ER, T>, entries: Vec<Entry>) {
-        if entries.is_empty() {
-            return;
-        }
+        let Some(last) = entries.last() else { return };
+        self.ready.sent_to_apply = last.index;
         if let (Some(since), true) = (self.leadership.since, self.is_leader()) {
             if entries.iter().any(|e| e.term == self.term().get()) {
                 self.leadership.lease.renew(since);
@@ -146,11 +160,21 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Records an apply result: advances the storage and raft's applied index, and serves the
     /// reads that waited for it.
     pub fn on_apply_res<T: Transport>(&mut self, ctx: &mut PollContext<EK, ER, T>, res: ApplyRes) {
+        if res.apply_state.applied_index < self.applied_index().get() {
+            // Applied before a snapshot this peer persisted since: the snapshot supersedes it.
+            debug!(self.logger, "apply result older than the snapshot ignored";
+                "applied" => res.apply_state.applied_index);
+            return;
+        }
         self.size.diff_hint = self.size.diff_hint.saturating_add(res.written_bytes);
         for r in res.exec_results {
             match r {
                 ExecResult::Split(split) => self.on_ready_split(ctx, split),
                 ExecResult::CompactLog(truncated) => self.on_ready_compact_log(ctx, truncated),
+                ExecResult::ChangePeer(change) => self.on_ready_change_peer(ctx, change),
+            }
+            if self.life.pending_remove {
+                return; // removed by the change: nothing more to apply or serve
             }
         }
         let applied = res.apply_state.applied_index;
@@ -172,6 +196,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             let to = msg.to;
             let Some(to_peer) = self.peer_cache.get(&to).cloned() else {
                 warn!(self.logger, "no address for raft message"; "to" => to);
+                if msg.get_msg_type() == MessageType::MsgSnapshot {
+                    // Raft pauses the follower until it hears how the snapshot went.
+                    self.raft_group.report_snapshot(to, raft::SnapshotStatus::Failure);
+                }
                 continue;
             };
             let is_snapshot = msg.get_msg_type() == MessageType::MsgSnapshot;
@@ -185,49 +213,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 end_key: self.region().end_key.clone(),
                 ..Default::default()
             };
+            if is_snapshot {
+                self.send_snapshot(ctx, raft_msg, to);
+                continue;
+            }
             if let Err(e) = ctx.transport.send(raft_msg) {
                 debug!(self.logger, "raft message not sent"; "to" => to, "err" => %e);
                 self.raft_group.report_unreachable(to);
-                if is_snapshot {
-                    self.raft_group.report_snapshot(to, SnapshotStatus::Failure);
-                }
             }
-        }
-    }
-
-    /// Steps a raft message from another store into the group.
-    pub fn on_raft_message(&mut self, store_id: StoreId, msg: RaftMessage) {
-        let (Some(from), Some(to)) = (msg.from_peer, msg.to_peer) else {
-            warn!(self.logger, "raft message without peers");
-            return;
-        };
-        if to.id != self.meta.id || to.store_id != store_id.get() {
-            debug!(self.logger, "raft message for another peer"; "to" => to.id);
-            return;
-        }
-        let mut m = Message::default();
-        if let Err(e) = m.merge_from_bytes(&msg.message) {
-            warn!(self.logger, "undecodable raft message"; "from" => from.id, "err" => %e);
-            return;
-        }
-        if raft::raw_node::is_local_msg(m.get_msg_type()) {
-            warn!(self.logger, "local raft message from the network"; "type" => ?m.get_msg_type());
-            return;
-        }
-        // A sender with an older epoch that is not a member any more (a removed peer) must
-        // not disturb the group. A member with an older epoch is legitimate: it has not
-        // applied a split yet, and needs this group's log to do so.
-        if let Some(e) = msg.region_epoch {
-            if is_epoch_stale(&e, &epoch(self.region()))
-                && find_peer_by_id(self.region(), PeerId(from.id)).is_none()
-            {
-                debug!(self.logger, "raft message from a stale non-member dropped"; "from" => from.id);
-                return;
-            }
-        }
-        self.peer_cache.insert(from.id, from);
-        if let Err(e) = self.raft_group.step(m) {
-            debug!(self.logger, "raft step failed"; "err" => %e);
         }
     }
 
@@ -245,6 +238,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if phase % ctx.cfg.raft_log_gc_ticks() == 0 {
             self.on_raft_log_gc_tick(ctx);
         }
+        self.maybe_leave_joint(ctx);
     }
 
     pub fn last_index(&self) -> LogIndex {

@@ -32,21 +32,20 @@ use proto::metapb;
 use proto::raft_cmdpb::{
     AdminCmdType, AdminRequest, BatchSplitRequest, RaftCmdRequest, RaftRequestHeader, SplitRequest,
 };
-use slog::{debug, info, o, warn};
+use slog::{debug, info, warn};
 use util::{LogIndex, RegionId, Term};
 
-use super::fsm::PeerFsm;
-use super::storage::PeerStorage;
 use super::{Peer, Snap};
-use crate::apply::{ApplyFsm, SplitResult};
+use crate::apply::SplitResult;
 use crate::callback::Callback;
 use crate::error::{Error, Result};
 use crate::msg::{PeerMsg, RaftCommand, SplitSource};
-use crate::pd::RegionHeartbeat;
+use crate::pd::{PdError, RegionHeartbeat};
 use crate::split::check::SplitCheckTask;
+use crate::store::life::{self, RegionFsms};
 use crate::store::PollContext;
 use crate::transport::Transport;
-use crate::util::{epoch, find_peer, validate_split_keys};
+use crate::util::{epoch, validate_split_keys};
 
 /// An epoch-changing admin command proposed and not yet applied, and the commands held
 /// behind it (step 3 of the module doc).
@@ -81,7 +80,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     ) {
         if let Err(e) = self.check_split_request(ctx, &region_epoch, &split_keys) {
             debug!(self.logger, "split refused"; "err" => %e, "source" => ?source);
-            return callback.invoke_with_error(e.into_region_error());
+            return callback.invoke_with_error(e);
         }
         info!(self.logger, "asking PD for split ids"; "keys" => split_keys.len(), "source" => ?source);
         let region = self.region().clone();
@@ -96,10 +95,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 let ids = match ids {
                     Ok(ids) if ids.len() == split_keys.len() => ids,
                     Ok(ids) => {
-                        let e = Error::Pd(format!("asked {count} split ids, got {}", ids.len()));
-                        return callback.invoke_with_error(e.into_region_error());
+                        let e =
+                            PdError::WrongSplitIdCount { asked: count as usize, got: ids.len() };
+                        return callback.invoke_with_error(e.into());
                     }
-                    Err(e) => return callback.invoke_with_error(Error::Pd(e).into_region_error()),
+                    Err(e) => return callback.invoke_with_error(e.into()),
                 };
                 let requests = split_keys
                     .into_iter()
@@ -186,7 +186,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let keys: Vec<Vec<u8>> =
             admin.splits.iter().flat_map(|s| &s.requests).map(|r| r.split_key.clone()).collect();
         if let Err(e) = validate_split_keys(&keys, self.region()) {
-            return cb.invoke_with_error(e.into_region_error());
+            return cb.invoke_with_error(e);
         }
         // Writes batched this round were checked against the current range: they go first.
         self.propose_batch(ctx);
@@ -217,7 +217,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let Some(pending) = self.leadership.epoch_change.as_mut() else { return Some(cmd) };
         if pending.held.len() >= ctx.cfg.max_pending_proposals {
             // The client backs off and retries; by then the split has applied.
-            cmd.callback.invoke_with_error(Error::StaleCommand.into_region_error());
+            cmd.callback.invoke_with_error(Error::StaleCommand);
             return None;
         }
         pending.held.push(cmd);
@@ -270,24 +270,30 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.size.approximate_size = None;
         self.size.approximate_keys = None;
         self.size.diff_hint = ctx.cfg.split_check_diff();
-        let mut wake = Vec::new();
         let applied_at = ctx.clock.now();
+        let mut created = Vec::new();
+        for r in regions.iter().filter(|r| r.id != derived.id) {
+            if skipped.contains(&RegionId(r.id)) {
+                warn!(self.logger, "new region already exists here; not created"; "new_region_id" => r.id);
+                continue;
+            }
+            match self.build_split_peer(ctx, r, was_leader, applied_at) {
+                Ok(fsms) => created.push(fsms),
+                // The split is durable; failing to load what it wrote is a broken engine.
+                Err(e) => {
+                    panic!("region {}: cannot create split region {}: {e}", self.region_id, r.id)
+                }
+            }
+        }
+        let mut wake = Vec::new();
         {
+            // One change of the meta: the shrunk parent and the new regions together, so no
+            // reader sees a key owned twice or by nobody.
             let mut meta = ctx.store_meta.lock();
             meta.set_region(derived.clone());
-            for r in regions.iter().filter(|r| r.id != derived.id) {
-                let id = RegionId(r.id);
-                if skipped.contains(&id) {
-                    warn!(self.logger, "new region already exists here; not created"; "new_region_id" => r.id);
-                    continue;
-                }
-                // Registered under the meta lock: whoever sees the region in the meta finds
-                // its mailbox too (the store FSM relies on it).
-                if let Err(e) = self.create_split_peer(ctx, r, was_leader, applied_at) {
-                    // The split is durable; failing to load what it wrote is a broken engine.
-                    panic!("region {}: cannot create split region {}: {e}", self.region_id, r.id);
-                }
-                meta.set_region(r.clone());
+            let ids: Vec<RegionId> = created.iter().map(|f| f.region_id()).collect();
+            life::register_regions(&ctx.fsm_handles(), &mut meta, created);
+            for id in ids {
                 wake.push((id, meta.take_pending_msgs(id)));
             }
         }
@@ -303,21 +309,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    fn create_split_peer<T>(
+    fn build_split_peer<T>(
         &self,
         ctx: &PollContext<EK, ER, T>,
         region: &metapb::Region,
         campaign: bool,
         applied_at: std::time::Instant,
-    ) -> Result<()> {
-        let meta = find_peer(region, ctx.store_id).cloned().ok_or_else(|| {
-            Error::InvalidRequest(format!("split region {} has no peer here", region.id))
-        })?;
-        let logger = ctx.logger.new(o!("region_id" => region.id, "peer_id" => meta.id));
-        let storage = PeerStorage::load(ctx.engines.clone(), region.clone(), logger.clone())?;
-        let apply_state = storage.apply_state().clone();
-        let applied_term = Term(apply_state.commit_term);
-        let mut peer = Peer::new(&ctx.cfg, meta, storage, logger.clone())?;
+    ) -> Result<RegionFsms<EK, ER>> {
+        let mut fsms = life::build_region(&ctx.fsm_handles(), region)?;
+        let peer = fsms.peer_mut();
         // The new region's first check comes soon: a big region may need several splits.
         peer.size.diff_hint = ctx.cfg.split_check_diff();
         // Clients routed here before the first election wait for it briefly (`leader_wait`).
@@ -328,15 +328,10 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // election timeout (the other replicas may not have applied the split yet; their
             // votes are kept for them, see `StoreMeta::pending_msgs`).
             if let Err(e) = peer.raft_group.campaign() {
-                warn!(logger, "campaign failed"; "err" => %e);
+                warn!(peer.logger, "campaign failed"; "err" => %e);
             }
         }
-        let (tx, rx) = ctx.apply_router.create_inbox();
-        let apply = ApplyFsm::new(region.clone(), apply_state, applied_term, rx, logger);
-        ctx.apply_router.register(region.id, tx, Box::new(apply));
-        let (tx, rx) = ctx.router.inner().create_inbox();
-        ctx.router.inner().register(region.id, tx, Box::new(PeerFsm::new(peer, rx)));
-        Ok(())
+        Ok(fsms)
     }
 
     /// Tells PD about this region, if this peer leads it.

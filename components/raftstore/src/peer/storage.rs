@@ -19,6 +19,7 @@
 //!    the KV engine has made durable (`log_gc`). Checked at load, so a log compacted past the
 //!    KV engine's state is a clear error, not a hole raft stumbles into.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use engine_traits::{KvEngine, RaftEngine, RaftLogBatch, CF_RAFT};
@@ -72,6 +73,23 @@ pub fn encode_raft_state(hs: &HardState, last_index: LogIndex) -> RaftLocalState
     }
 }
 
+/// Where snapshot generation for raft stands (`peer::snapshot`). Raft asks for a snapshot
+/// through [`raft::Storage::snapshot`], which can only answer "ready" or "not yet": the
+/// request is recorded here, the peer turns it into a task for its apply FSM (which takes
+/// the KV snapshot at exactly its applied index), and the generator's answer comes back on a
+/// channel that the next request reads.
+#[derive(Default)]
+pub enum GenState {
+    #[default]
+    Idle,
+    /// Raft asked; the peer has not handed the task to its apply FSM yet.
+    Requested,
+    /// The generator works on it; `None` on the channel means it failed.
+    Generating(crossbeam_channel::Receiver<Option<Snapshot>>),
+    /// Generated: handed to raft while it is recent enough (see `snapshot`).
+    Ready(Snapshot),
+}
+
 /// Raft's storage for one region.
 pub struct PeerStorage<EK, ER> {
     engines: Engines<EK, ER>,
@@ -87,6 +105,8 @@ pub struct PeerStorage<EK, ER> {
     /// appended since start-up, scaled down at each compaction. Starts at 0 after a restart,
     /// when the count limit still bounds the log.
     log_bytes: u64,
+    /// Snapshot generation (interior mutability: raft asks through `&self`).
+    gen: RefCell<GenState>,
     logger: Logger,
 }
 
@@ -100,7 +120,29 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
             .kv
             .get_msg_cf(CF_RAFT, &keys::apply_state_key(region_id))?
             .ok_or_else(|| corrupted(format!("region {region_id}: no apply state")))?;
-        let raft_state = match engines.raft.get_raft_state(region_id)? {
+        let raft_state = engines.raft.get_raft_state(region_id)?;
+        // A region whose snapshot was being applied: the raft state that snapshot set is also
+        // in the KV engine, for a crash before the raft engine had it (`peer::snapshot`).
+        let snapshot_state: Option<RaftLocalState> =
+            engines.kv.get_msg_cf(CF_RAFT, &keys::snapshot_raft_state_key(region_id))?;
+        let raft_state = match (raft_state, snapshot_state) {
+            (Some(r), Some(s)) if s.last_index > r.last_index => Some(s),
+            (None, Some(s)) => Some(s),
+            (r, _) => r,
+        };
+        let raft_state = match raft_state {
+            // An uninitialized peer of a region a split here now creates (`store::fsm`) left
+            // its term and vote, and no log: the region starts at the initial index, keeping
+            // a newer term and the vote that goes with it.
+            Some(state) if state.last_index == 0 && apply_state == initial_apply_state() => {
+                let mut hs = decode_hard_state(&state)?;
+                if hs.term < RAFT_INIT_LOG_TERM {
+                    hs.term = RAFT_INIT_LOG_TERM;
+                    hs.vote = 0;
+                }
+                hs.commit = RAFT_INIT_LOG_INDEX;
+                encode_raft_state(&hs, LogIndex(RAFT_INIT_LOG_INDEX))
+            }
             Some(state) => state,
             // A region created by a split: its apply state was written with the split, its
             // raft state is written by its first ready. Until then it is the initial one.
@@ -155,8 +197,97 @@ impl<EK: KvEngine, ER: RaftEngine> PeerStorage<EK, ER> {
             cache: VecDeque::new(),
             cache_bytes: 0,
             log_bytes: 0,
+            gen: RefCell::new(GenState::Idle),
             logger,
         })
+    }
+
+    /// The storage of an uninitialized peer: created by a raft message for a region this
+    /// store has no state of (`store::fsm`), with no range, no data and no log until a
+    /// snapshot arrives. Its term and vote are persisted like any peer's (by its readies) and
+    /// taken back here when the peer is created again after a restart.
+    pub fn new_uninitialized(
+        engines: Engines<EK, ER>,
+        region: metapb::Region,
+        logger: Logger,
+    ) -> Result<Self> {
+        let region_id = RegionId(region.id);
+        let mut hard_state = match engines.raft.get_raft_state(region_id)? {
+            Some(state) => decode_hard_state(&state)?,
+            None => HardState::default(),
+        };
+        // No entry can be here: a peer takes entries only after its first snapshot, which
+        // makes it initialized (and writes its region state).
+        hard_state.commit = 0;
+        Ok(PeerStorage {
+            engines,
+            region_id,
+            region,
+            hard_state,
+            last_index: LogIndex(0),
+            last_term: Term(0),
+            apply_state: RaftApplyState::default(),
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            log_bytes: 0,
+            gen: RefCell::new(GenState::Idle),
+            logger,
+        })
+    }
+
+    /// A snapshot was persisted (`peer::snapshot`, step 5): the log now starts after it, the
+    /// region is the snapshot's, and the apply state is at its index.
+    pub fn on_snapshot(
+        &mut self,
+        region: metapb::Region,
+        apply_state: RaftApplyState,
+        hard_state: HardState,
+        term: Term,
+    ) {
+        self.last_index = LogIndex(apply_state.applied_index);
+        self.last_term = term;
+        self.hard_state = hard_state;
+        self.apply_state = apply_state;
+        self.region = region;
+        self.cache.clear();
+        self.cache_bytes = 0;
+        self.log_bytes = 0;
+        *self.gen.get_mut() = GenState::Idle;
+    }
+
+    /// Takes raft's request for a snapshot, if it made one since the last call; the caller
+    /// MUST start a generation and report its channel with [`PeerStorage::set_generating`].
+    pub fn take_gen_request(&mut self) -> bool {
+        let gen = self.gen.get_mut();
+        if matches!(gen, GenState::Requested) {
+            *gen = GenState::Idle;
+            return true;
+        }
+        false
+    }
+
+    /// Forgets a generated snapshot (a send of it failed); raft's next request regenerates.
+    pub fn drop_generated_snapshot(&mut self) {
+        let gen = self.gen.get_mut();
+        if matches!(gen, GenState::Ready(_)) {
+            *gen = GenState::Idle;
+        }
+    }
+
+    pub fn set_generating(&mut self, rx: crossbeam_channel::Receiver<Option<Snapshot>>) {
+        *self.gen.get_mut() = GenState::Generating(rx);
+    }
+
+    fn snapshot_usable(&self, snap: &Snapshot, request_index: u64) -> bool {
+        let meta = snap.get_metadata();
+        let conf_ver = self.region.region_epoch.unwrap_or_default().conf_ver;
+        meta.index >= request_index.max(self.truncated().index)
+            && snapshot_conf_ver(snap).is_some_and(|v| v >= conf_ver)
+    }
+
+    /// Whether the peer has the region's range and data (not waiting for a first snapshot).
+    pub fn is_initialized(&self) -> bool {
+        !self.region.peers.is_empty()
     }
 
     pub fn region(&self) -> &metapb::Region {
@@ -400,9 +531,29 @@ impl<EK: KvEngine, ER: RaftEngine> raft::Storage for PeerStorage<EK, ER> {
         Ok(self.last_index.get())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log is never truncated yet (log GC and snapshots arrive with the membership
-        // issue), so a follower never needs one; raft retries later.
+    /// A generated snapshot if one is ready and still usable, else "temporarily unavailable"
+    /// (raft retries on its next contact with the follower). MUST NOT return any other
+    /// error: raft-rs aborts on one. Usable means: at or after `request_index` and the
+    /// truncated index (the follower needs the log right after it), and of the region's
+    /// current membership (a snapshot's conf state is what the follower restarts raft with).
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let mut gen = self.gen.borrow_mut();
+        if let GenState::Generating(rx) = &*gen {
+            match rx.try_recv() {
+                Ok(Some(snap)) => *gen = GenState::Ready(snap),
+                Ok(None) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    *gen = GenState::Idle
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+            }
+        }
+        match &*gen {
+            GenState::Ready(snap) if self.snapshot_usable(snap, request_index) => {
+                return Ok(snap.clone());
+            }
+            GenState::Ready(_) | GenState::Idle => *gen = GenState::Requested,
+            GenState::Requested | GenState::Generating(_) => {}
+        }
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }
@@ -436,4 +587,11 @@ pub fn initial_apply_state() -> RaftApplyState {
         }),
         ..Default::default()
     }
+}
+
+/// The `conf_ver` of the region a snapshot carries; `None` if its data does not decode.
+pub fn snapshot_conf_ver(snap: &Snapshot) -> Option<u64> {
+    use prost::Message as _;
+    let data = proto::raft_serverpb::RaftSnapshotData::decode(snap.get_data()).ok()?;
+    Some(data.region?.region_epoch.unwrap_or_default().conf_ver)
 }

@@ -1,7 +1,7 @@
 //! `StoreMeta`: which regions this store hosts and which key ranges they cover. Shared by the
 //! pollers (updated on create, destroy, and later split/merge) and readers of routing info.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use proto::metapb;
 use proto::raft_serverpb::RaftMessage;
@@ -9,6 +9,11 @@ use util::{RegionId, StoreId};
 
 /// Most raft messages kept for regions that a split on this store has not created yet.
 pub const PENDING_MSGS_MAX: usize = 128;
+
+/// Most uninitialized peers (created by a message, waiting for their first snapshot) a store
+/// holds at once. Beyond it, messages that would create one are dropped: the leader repeats
+/// its heartbeat, and the peer is created once others have received their snapshots.
+pub const UNINITIALIZED_PEERS_MAX: usize = 1024;
 
 #[derive(Debug)]
 pub struct StoreMeta {
@@ -21,6 +26,12 @@ pub struct StoreMeta {
     /// applied the split creating them; delivered when the split creates the region (so its
     /// first election does not wait for a retry). Oldest dropped first beyond the bound.
     pending_msgs: VecDeque<RaftMessage>,
+    /// Peers without a range yet (waiting for their first snapshot); not in `ranges`.
+    uninitialized: HashSet<RegionId>,
+    /// Ranges of snapshots accepted by a peer (checked, stepped into raft) and not persisted
+    /// yet: another snapshot overlapping one is refused, so two pollers cannot both accept
+    /// overlapping snapshots (`peer::snapshot`, step 4).
+    pending_snapshots: HashMap<RegionId, metapb::Region>,
 }
 
 impl StoreMeta {
@@ -30,6 +41,8 @@ impl StoreMeta {
             regions: HashMap::new(),
             ranges: BTreeMap::new(),
             pending_msgs: VecDeque::new(),
+            uninitialized: HashSet::new(),
+            pending_snapshots: HashMap::new(),
         }
     }
 
@@ -68,6 +81,47 @@ impl StoreMeta {
         (region_start < keys::enc_end_key(end)).then_some(region)
     }
 
+    /// Reserves `region`'s range for a snapshot about to be stepped, unless a region here or
+    /// another reserved snapshot (other than `region` itself) overlaps it: then the id of one.
+    pub fn reserve_snapshot(&mut self, region: &metapb::Region) -> Result<(), RegionId> {
+        if let Some(other) = self.overlap_other_than(region) {
+            return Err(other);
+        }
+        let overlaps = |r: &metapb::Region| {
+            keys::data_key(&r.start_key) < keys::enc_end_key(&region.end_key)
+                && keys::data_key(&region.start_key) < keys::enc_end_key(&r.end_key)
+        };
+        if let Some(r) = self.pending_snapshots.values().find(|r| r.id != region.id && overlaps(r))
+        {
+            return Err(RegionId(r.id));
+        }
+        self.pending_snapshots.insert(RegionId(region.id), region.clone());
+        Ok(())
+    }
+
+    /// Drops a snapshot reservation (persisted: the range is the region's now; or raft did
+    /// not take it).
+    pub fn release_snapshot(&mut self, id: RegionId) {
+        self.pending_snapshots.remove(&id);
+    }
+
+    /// A region here, other than `region` itself, whose range overlaps `region`'s.
+    pub fn overlap_other_than(&self, region: &metapb::Region) -> Option<RegionId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = keys::data_key(&region.start_key);
+        let end = keys::enc_end_key(&region.end_key);
+        for (_, id) in self.ranges.range::<[u8], _>((Excluded(start.as_slice()), Unbounded)) {
+            let other = &self.regions[id];
+            if keys::data_key(&other.start_key) >= end {
+                break;
+            }
+            if other.id != region.id {
+                return Some(*id);
+            }
+        }
+        None
+    }
+
     /// The regions here adjacent to `region` (ending at its start, starting at its end).
     pub fn neighbours(&self, region: &metapb::Region) -> Vec<metapb::Region> {
         let mut out = Vec::new();
@@ -93,6 +147,7 @@ impl StoreMeta {
     pub fn set_region(&mut self, region: metapb::Region) {
         let id = RegionId(region.id);
         self.remove_region(id);
+        self.uninitialized.remove(&id);
         let end = keys::enc_end_key(&region.end_key);
         {
             use std::ops::Bound::{Excluded, Unbounded};
@@ -108,7 +163,21 @@ impl StoreMeta {
         self.regions.insert(id, region);
     }
 
+    /// Records a peer that has no range yet (`UNINITIALIZED_PEERS_MAX`).
+    pub fn add_uninitialized(&mut self, id: RegionId) {
+        self.uninitialized.insert(id);
+    }
+
+    pub fn is_uninitialized(&self, id: RegionId) -> bool {
+        self.uninitialized.contains(&id)
+    }
+
+    pub fn uninitialized_count(&self) -> usize {
+        self.uninitialized.len()
+    }
+
     pub fn remove_region(&mut self, id: RegionId) -> Option<metapb::Region> {
+        self.uninitialized.remove(&id);
         let region = self.regions.remove(&id)?;
         let end = keys::enc_end_key(&region.end_key);
         if self.ranges.get(&end) == Some(&id) {

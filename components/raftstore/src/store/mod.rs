@@ -2,6 +2,7 @@
 
 mod bootstrap;
 mod fsm;
+pub(crate) mod life;
 mod meta;
 mod poller;
 mod router;
@@ -51,10 +52,26 @@ pub struct PollContext<EK: KvEngine, ER: RaftEngine, T> {
     pub split_checker: SplitChecker,
     /// Deletes compacted raft log entries (`log_gc`).
     pub log_gc: LogGcScheduler,
+    /// The store's snapshot files.
+    pub snap_mgr: crate::snap::SnapManager,
     /// One-shot ticks at an instant (deadlines finer than the base tick).
     pub ticker: Ticker,
     /// The time peer logic reads (`clock.rs`).
     pub clock: Arc<dyn Clock>,
     /// The store's logger, for peers created at run time.
     pub logger: slog::Logger,
+}
+
+impl<EK: KvEngine, ER: RaftEngine, T> PollContext<EK, ER, T> {
+    /// What creating or removing a region's FSMs needs (`store::life`).
+    pub(crate) fn fsm_handles(&self) -> life::FsmHandles<'_, EK, ER> {
+        life::FsmHandles {
+            cfg: &self.cfg,
+            store_id: self.store_id,
+            engines: &self.engines,
+            router: &self.router,
+            apply_router: &self.apply_router,
+            logger: &self.logger,
+        }
+    }
 }

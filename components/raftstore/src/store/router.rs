@@ -75,7 +75,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         if let Err(cmd) = self.try_send_command(RaftCommand::new(request, callback)) {
             let region_id = cmd.request.header.as_ref().map_or(0, |h| h.region_id);
             let e = Error::ServerIsBusy(format!("mailbox of region {region_id} is full"));
-            cmd.callback.invoke_with_error(e.into_region_error());
+            cmd.callback.invoke_with_error(e);
         }
     }
 
@@ -97,7 +97,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
             ) => {
                 if let PeerMsg::RaftCommand(cmd) = msg {
                     let e = Error::RegionNotFound(RegionId(region_id));
-                    cmd.callback.invoke_with_error(e.into_region_error());
+                    cmd.callback.invoke_with_error(e);
                 }
                 Ok(())
             }
@@ -130,7 +130,7 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
             ) => (m, Error::RegionNotFound(region_id)),
         };
         if let (PeerMsg::SplitRegion { callback, .. }, e) = err {
-            callback.invoke_with_error(e.into_region_error());
+            callback.invoke_with_error(e);
         }
     }
 
@@ -141,6 +141,12 @@ impl<EK: KvEngine, ER: RaftEngine> RaftRouter<EK, ER> {
         msg: PeerMsg<Snap<EK>>,
     ) -> Result<(), PeerMsg<Snap<EK>>> {
         self.router.send(region_id.get(), msg).map_err(|e| e.into_inner())
+    }
+
+    /// Sends a message that MUST NOT be lost (answers to the peer's own requests, bounded by
+    /// them); only a missing peer drops it.
+    pub fn force_send(&self, region_id: RegionId, msg: PeerMsg<Snap<EK>>) {
+        let _ = self.router.force_send(region_id.get(), msg);
     }
 
     /// One raft tick to every peer (peers with a full mailbox skip this tick).
@@ -162,5 +168,9 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyResSink for RaftRouter<EK, ER> {
         let region_id = res.region_id.get();
         // The peer may be gone (destroyed, shutting down): then nobody needs the result.
         let _ = self.router.force_send(region_id, PeerMsg::ApplyRes(Box::new(res)));
+    }
+
+    fn send_apply_destroyed(&self, region_id: RegionId) {
+        let _ = self.router.force_send(region_id.get(), PeerMsg::ApplyDestroyed);
     }
 }

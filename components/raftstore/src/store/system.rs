@@ -17,27 +17,28 @@ use crossbeam_channel::Sender;
 use engine_traits::{EngineIterator, IterOptions, KvEngine, RaftEngine, CF_RAFT};
 use parking_lot::Mutex;
 use prost::Message as _;
-use proto::raft_serverpb::{PeerState, RegionLocalState};
+use proto::metapb;
+use proto::raft_serverpb::{PeerState, RaftApplyState, RegionLocalState};
 use slog::{info, o, Logger};
-use util::{RegionId, StoreId, Term};
+use util::{LogIndex, RegionId, StoreId, Term};
 
 use super::fsm::StoreFsm;
+use super::life::{self, FsmHandles};
 use super::meta::StoreMeta;
 use super::poller::RaftPollerBuilder;
 use super::router::RaftRouter;
 use super::ticker::{self, TickerThread};
 use super::PollContext;
-use crate::apply::{ApplyControlFsm, ApplyFsm, ApplyPollerBuilder};
+use crate::apply::{ApplyControlFsm, ApplyFsm, ApplyPollerBuilder, ApplyTask};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartError};
 use crate::pd::PdHandle;
 use crate::peer::fsm::PeerFsm;
-use crate::peer::storage::{Engines, PeerStorage};
-use crate::peer::Peer;
+use crate::peer::storage::Engines;
+use crate::snap::{SnapKey, SnapManager};
 use crate::stats::StoreStats;
 use crate::transport::Transport;
-use crate::util::find_peer;
 
 pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     router: RaftRouter<EK, ER>,
@@ -48,6 +49,7 @@ pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     ticker: Option<TickerThread>,
     split_checker: Option<(Sender<()>, JoinHandle<()>)>,
     log_gc: Option<(Sender<()>, JoinHandle<()>)>,
+    snap_gen: Option<(Sender<()>, JoinHandle<()>)>,
     clock: Arc<dyn Clock>,
     logger: Logger,
 }
@@ -58,8 +60,7 @@ pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
 pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
     cfg: &Config,
     logger: &Logger,
-) -> Result<(RaftRouter<EK, ER>, StoreSystem<EK, ER>)> {
-    let batch_err = |e: batch_system::Error| Error::InvalidRequest(format!("batch system: {e}"));
+) -> std::result::Result<(RaftRouter<EK, ER>, StoreSystem<EK, ER>), StartError> {
     let (control_tx, control_rx) = batch_system::inbox(cfg.notify_capacity);
     let store_fsm = Box::new(StoreFsm::new(control_rx, logger.new(o!("fsm" => "store"))));
     let (router, raft_system) = batch_system::create_system(
@@ -67,16 +68,14 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
         logger.new(o!("system" => "raft")),
         control_tx,
         store_fsm,
-    )
-    .map_err(batch_err)?;
+    )?;
     let (apply_tx, apply_rx) = batch_system::inbox(cfg.notify_capacity);
     let (apply_router, apply_system) = batch_system::create_system(
         &cfg.apply_batch_system(),
         logger.new(o!("system" => "apply")),
         apply_tx,
         Box::new(ApplyControlFsm::new(apply_rx)),
-    )
-    .map_err(batch_err)?;
+    )?;
     let router = RaftRouter::new(router);
     let system = StoreSystem {
         router: router.clone(),
@@ -87,6 +86,7 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
         ticker: None,
         split_checker: None,
         log_gc: None,
+        snap_gen: None,
         clock: Arc::new(SystemClock),
         logger: logger.clone(),
     };
@@ -118,47 +118,65 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         transport: T,
         pd: Arc<dyn PdHandle>,
         store_meta: Arc<Mutex<StoreMeta>>,
-    ) -> Result<()> {
+        snap_mgr: SnapManager,
+    ) -> std::result::Result<(), StartError> {
         assert!(self.ticker.is_none(), "store system started twice");
         let regions = load_regions(&engines.kv, &self.logger)?;
-        let mut peers = Vec::with_capacity(regions.len());
-        let mut applies = Vec::with_capacity(regions.len());
+        // Snapshots being applied when the store stopped are applied again; every other
+        // snapshot file is worthless now (senders regenerate, leaders resend).
+        let applying: Vec<(metapb::Region, SnapKey)> = regions
+            .iter()
+            .filter(|s| s.state == PeerState::Applying as i32)
+            .map(|s| {
+                let region = s.region.clone().expect("checked by load_regions");
+                let key = applying_snapshot_key(&engines.kv, &region)?;
+                Ok((region, key))
+            })
+            .collect::<Result<_>>()?;
+        snap_mgr
+            .gc_at_start(|k| applying.iter().any(|(_, key)| key == k))
+            .map_err(StartError::Snapshots)?;
+        let handles = FsmHandles {
+            cfg: &cfg,
+            store_id,
+            engines: &engines,
+            router: &self.router,
+            apply_router: &self.apply_router,
+            logger: &self.logger,
+        };
+        let mut fsms = Vec::with_capacity(regions.len());
         for state in regions {
             let region = state.region.expect("checked by load_regions");
-            let region_id = RegionId(region.id);
-            let Some(meta) = find_peer(&region, store_id).cloned() else {
-                return Err(Error::Engine(engine_traits::Error::Corrupted {
-                    what: format!(
-                        "region {region_id} is stored but has no peer on store {store_id}"
-                    ),
-                }));
-            };
-            let logger = self.logger.new(o!("region_id" => region.id, "peer_id" => meta.id));
-            let storage = PeerStorage::load(engines.clone(), region.clone(), logger.clone())?;
-            let apply_state = storage.apply_state().clone();
-            let applied_term = Term(apply_state.commit_term);
-            let peer = Peer::new(&cfg, meta, storage, logger.clone())?;
-            let (tx, rx) = self.router.inner().create_inbox();
-            peers.push((region.id, tx, Box::new(PeerFsm::new(peer, rx))));
-            let (tx, rx) = self.apply_router.create_inbox();
-            let apply = ApplyFsm::new(region.clone(), apply_state, applied_term, rx, logger);
-            applies.push((region.id, tx, Box::new(apply)));
-            store_meta.lock().set_region(region);
+            fsms.push(life::build_region(&handles, &region)?);
         }
-        info!(self.logger, "loaded regions"; "count" => peers.len(), "store_id" => store_id);
-        self.apply_router.register_all(applies);
-        self.router.inner().register_all(peers);
+        info!(self.logger, "loaded regions"; "count" => fsms.len(), "store_id" => store_id);
+        life::register_regions(&handles, &mut store_meta.lock(), fsms);
+        for (region, key) in applying {
+            info!(self.logger, "applying a snapshot again"; "region_id" => region.id, "key" => %key);
+            let _ =
+                self.apply_router.force_send(region.id, ApplyTask::ApplySnapshot { region, key });
+        }
 
-        let batch_err =
-            |e: batch_system::Error| Error::InvalidRequest(format!("batch system: {e}"));
+        let (stop_gen, stop_rx) = crossbeam_channel::bounded(0);
+        let (snap_gen, gen_handle) = crate::snap_gen::spawn(
+            engines.kv.clone(),
+            snap_mgr.clone(),
+            self.stats.clone(),
+            stop_rx,
+            self.logger.new(o!("worker" => "snap-generator")),
+        )
+        .map_err(|source| StartError::Spawn { thread: "snap-generator", source })?;
+        self.snap_gen = Some((stop_gen, gen_handle));
         let apply_builder = ApplyPollerBuilder::new(
             engines.kv.clone(),
             self.router.clone(),
+            snap_mgr.clone(),
+            snap_gen,
             cfg.messages_per_tick,
             self.stats.clone(),
             self.logger.new(o!("system" => "apply")),
         );
-        self.apply_system.spawn("apply", apply_builder).map_err(batch_err)?;
+        self.apply_system.spawn("apply", apply_builder)?;
         let (stop_checker, stop_rx) = crossbeam_channel::bounded(0);
         let (split_checker, checker_handle) = crate::split::check::spawn(
             engines.kv.clone(),
@@ -167,7 +185,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
             stop_rx,
             self.logger.new(o!("worker" => "split-check")),
         )
-        .map_err(|e| Error::InvalidRequest(format!("cannot start the split checker: {e}")))?;
+        .map_err(|source| StartError::Spawn { thread: "split-check", source })?;
         self.split_checker = Some((stop_checker, checker_handle));
         let (stop_gc, stop_rx) = crossbeam_channel::bounded(0);
         let (log_gc, gc_handle) = crate::log_gc::spawn(
@@ -177,7 +195,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
             stop_rx,
             self.logger.new(o!("worker" => "raft-log-gc")),
         )
-        .map_err(|e| Error::InvalidRequest(format!("cannot start the raft log GC worker: {e}")))?;
+        .map_err(|source| StartError::Spawn { thread: "raft-log-gc", source })?;
         self.log_gc = Some((stop_gc, gc_handle));
         // The ticker's thread starts now; its ticks reach peers once the pollers run.
         let (ticker, ticker_thread) =
@@ -198,6 +216,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
                 pd,
                 split_checker,
                 log_gc,
+                snap_mgr,
                 ticker,
                 clock: self.clock.clone(),
                 logger: self.logger.clone(),
@@ -205,7 +224,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
             logger: self.logger.new(o!("system" => "raft")),
         };
         self.ticker = Some(ticker_thread);
-        self.raft_system.spawn("raftstore", raft_builder).map_err(batch_err)?;
+        self.raft_system.spawn("raftstore", raft_builder)?;
         Ok(())
     }
 
@@ -221,8 +240,8 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         if let Err(e) = self.apply_system.shutdown() {
             slog::error!(self.logger, "apply poller panicked"; "err" => %e);
         }
-        for (stop, handle) in [self.split_checker.take(), self.log_gc.take()].into_iter().flatten()
-        {
+        let workers = [self.split_checker.take(), self.log_gc.take(), self.snap_gen.take()];
+        for (stop, handle) in workers.into_iter().flatten() {
             drop(stop);
             let _ = handle.join();
         }
@@ -235,7 +254,21 @@ impl<EK: KvEngine, ER: RaftEngine> Drop for StoreSystem<EK, ER> {
     }
 }
 
-/// Every region of this store in state `Normal`, in region id order.
+/// The snapshot a region in `Applying` was applying: its apply state names it (applied and
+/// truncated at the snapshot's index and term).
+fn applying_snapshot_key<EK: KvEngine>(kv: &EK, region: &metapb::Region) -> Result<SnapKey> {
+    let region_id = RegionId(region.id);
+    let state: RaftApplyState =
+        kv.get_msg_cf(CF_RAFT, &keys::apply_state_key(region_id))?.ok_or_else(|| {
+            Error::Engine(engine_traits::Error::Corrupted {
+                what: format!("region {region_id} is applying a snapshot but has no apply state"),
+            })
+        })?;
+    let t = state.truncated_state.unwrap_or_default();
+    Ok(SnapKey { region_id, term: Term(t.term), index: LogIndex(t.index) })
+}
+
+/// Every region of this store in state `Normal` or `Applying`, in region id order.
 fn load_regions<EK: KvEngine>(kv: &EK, logger: &Logger) -> Result<Vec<RegionLocalState>> {
     let lower = vec![keys::LOCAL_PREFIX, keys::REGION_META_PREFIX];
     let upper = vec![keys::LOCAL_PREFIX, keys::REGION_META_PREFIX + 1];
@@ -252,7 +285,9 @@ fn load_regions<EK: KvEngine>(kv: &EK, logger: &Logger) -> Result<Vec<RegionLoca
                 })
             })?;
             match PeerState::try_from(state.state) {
-                Ok(PeerState::Normal) if state.region.is_some() => out.push(state),
+                Ok(PeerState::Normal | PeerState::Applying) if state.region.is_some() => {
+                    out.push(state)
+                }
                 Ok(PeerState::Tombstone) => {}
                 other => {
                     slog::warn!(logger, "skipping region in unexpected state"; "region_id" => region_id, "state" => ?other);

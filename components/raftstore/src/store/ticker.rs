@@ -24,7 +24,7 @@ use engine_traits::{KvEngine, RaftEngine};
 use util::RegionId;
 
 use super::router::RaftRouter;
-use crate::error::{Error, Result};
+use crate::error::StartError;
 use crate::msg::{PeerMsg, PeerTick, StoreTick};
 
 /// Store ticks are sent every this many raft base ticks.
@@ -67,13 +67,13 @@ pub(super) struct TickerThread {
 pub(super) fn spawn<EK: KvEngine, ER: RaftEngine>(
     router: RaftRouter<EK, ER>,
     base_tick: Duration,
-) -> Result<(Ticker, TickerThread)> {
+) -> Result<(Ticker, TickerThread), StartError> {
     let (stop, stop_rx) = crossbeam_channel::bounded(0);
     let (tx, rx) = crossbeam_channel::bounded(SCHEDULE_QUEUE_CAPACITY);
     let handle = thread::Builder::new()
         .name("raft-ticker".into())
         .spawn(move || run(router, base_tick, stop_rx, rx))
-        .map_err(|e| Error::InvalidRequest(format!("cannot start the ticker: {e}")))?;
+        .map_err(|source| StartError::Spawn { thread: "raft-ticker", source })?;
     Ok((Ticker { tx }, TickerThread { stop, handle }))
 }
 

@@ -1,0 +1,284 @@
+//! Membership changes: removing, demoting and promoting peers (simple and joint), the
+//! leader's safety checks, and the removed peer's end (tombstone, log and data deleted), also
+//! when it missed its own removal.
+
+use std::time::Duration;
+
+use proto::metapb::{ConfChangeType, PeerRole};
+use proto::raft_serverpb::PeerState;
+use raftstore::{Config, DroppedMessage};
+use test_raftstore::util::{check_range, numbered_key as key, put_range};
+use test_raftstore::{Cluster, IsolateStore};
+use util::wait::wait_for;
+
+const T: Duration = Duration::from_secs(20);
+
+fn cluster(stores: u64) -> Cluster {
+    let mut cluster = Cluster::new(stores, &[], Config::for_tests());
+    cluster.start();
+    cluster
+}
+
+/// A follower of region 1 (not the leader).
+fn follower(cluster: &Cluster, skip: &[u64]) -> proto::metapb::Peer {
+    let leader = cluster.wait_leader(1);
+    let region = cluster.region(1);
+    region
+        .peers
+        .into_iter()
+        .find(|p| p.id != leader.id && !skip.contains(&p.store_id))
+        .expect("a follower")
+}
+
+/// Waits until `store_id` destroyed its peer of region 1: tombstone written, region gone from
+/// the store's meta (the last step of a destroy).
+fn wait_tombstone(cluster: &Cluster, store_id: u64) {
+    wait_for(&format!("store {store_id} to destroy its peer of region 1"), T, || {
+        let tombstone = cluster
+            .region_local_state(store_id, 1)
+            .is_some_and(|s| s.state == PeerState::Tombstone as i32);
+        let gone = cluster.store_meta(store_id).lock().region(1.into()).is_none();
+        (tombstone && gone).then_some(())
+    });
+}
+
+fn role_of(region: &proto::metapb::Region, peer_id: u64) -> i32 {
+    region.peers.iter().find(|p| p.id == peer_id).expect("peer").role
+}
+
+#[test]
+fn removed_follower_keeps_a_tombstone_and_loses_its_log_and_data() {
+    let cluster = cluster(3);
+    put_range(&cluster, 0..20);
+    let gone = follower(&cluster, &[]);
+    cluster.must_applied_on(gone.store_id, &key(19), Some(&19u32.to_be_bytes()));
+    let before = cluster.region(1).region_epoch.unwrap();
+
+    let region = cluster.change_peer(1, ConfChangeType::RemoveNode, gone.clone()).unwrap();
+    assert_eq!(region.peers.len(), 2);
+    assert!(region.peers.iter().all(|p| p.id != gone.id));
+    assert_eq!(region.region_epoch.unwrap().conf_ver, before.conf_ver + 1);
+    assert_eq!(region.region_epoch.unwrap().version, before.version, "range unchanged");
+
+    wait_tombstone(&cluster, gone.store_id);
+    // The tombstone keeps the region as the peer last knew it: with the removal if it applied
+    // it, or before it if a member told it (when it had not learned the commit in time).
+    let state = cluster.region_local_state(gone.store_id, 1).unwrap();
+    assert!(state.region.unwrap().region_epoch.unwrap().conf_ver >= before.conf_ver);
+    assert!(cluster.store_meta(gone.store_id).lock().region(1.into()).is_none());
+    assert_eq!(cluster.first_log_entry(gone.store_id, 1), None, "raft log deleted");
+    for i in 0..20 {
+        assert_eq!(cluster.get_from_engine(gone.store_id, &key(i)), None, "data deleted");
+    }
+    // The two left keep serving, and agree.
+    put_range(&cluster, 20..40);
+    check_range(&cluster, 0..40);
+}
+
+#[test]
+fn leader_refuses_to_remove_or_demote_itself() {
+    let cluster = cluster(3);
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(1);
+    for t in [ConfChangeType::RemoveNode, ConfChangeType::AddLearnerNode] {
+        let e = cluster.change_peer(1, t, leader.clone()).expect_err("leader kept");
+        assert!(e.message.contains("transfer leadership"), "{t:?}: {e:?}");
+    }
+    assert_eq!(cluster.region(1).peers.len(), 3);
+}
+
+#[test]
+fn invalid_changes_are_refused_with_a_clear_error() {
+    let cluster = cluster(3);
+    cluster.must_put(b"k", b"v");
+    let f = follower(&cluster, &[]);
+    // Already a voter.
+    let e = cluster.change_peer(1, ConfChangeType::AddNode, f.clone()).unwrap_err();
+    assert!(e.message.contains("already a voter"), "{e:?}");
+    // A second peer on a store that has one.
+    let mut twin = f.clone();
+    twin.id = 9_999;
+    let e = cluster.change_peer(1, ConfChangeType::AddNode, twin).unwrap_err();
+    assert!(e.message.contains("already has a peer"), "{e:?}");
+    // Not in the region.
+    let stranger = proto::metapb::Peer { id: 8_888, store_id: 77, ..Default::default() };
+    let e = cluster.change_peer(1, ConfChangeType::RemoveNode, stranger).unwrap_err();
+    assert!(e.message.contains("not in region"), "{e:?}");
+    // Leaving a joint state the region is not in.
+    let e = cluster.change_peer_v2(1, vec![]).unwrap_err();
+    assert!(e.message.contains("not in a joint state"), "{e:?}");
+    assert_eq!(cluster.region(1).region_epoch.unwrap().conf_ver, 1, "nothing changed");
+    cluster.must_put(b"k2", b"v2");
+}
+
+#[test]
+fn voter_demoted_to_learner_and_promoted_back_under_writes() {
+    let cluster = cluster(3);
+    put_range(&cluster, 0..10);
+    let f = follower(&cluster, &[]);
+    let region = cluster.change_peer(1, ConfChangeType::AddLearnerNode, f.clone()).unwrap();
+    assert_eq!(role_of(&region, f.id), PeerRole::Learner as i32);
+    // A learner still receives the log.
+    put_range(&cluster, 10..20);
+    cluster.must_applied_on(f.store_id, &key(19), Some(&19u32.to_be_bytes()));
+    let region = cluster.change_peer(1, ConfChangeType::AddNode, f.clone()).unwrap();
+    assert_eq!(role_of(&region, f.id), PeerRole::Voter as i32);
+    assert_eq!(region.region_epoch.unwrap().conf_ver, 3);
+    put_range(&cluster, 20..30);
+    check_range(&cluster, 0..30);
+}
+
+#[test]
+fn joint_change_demotes_two_voters_then_leaves_the_joint_state_by_itself() {
+    let cluster = cluster(3);
+    put_range(&cluster, 0..10);
+    let a = follower(&cluster, &[]);
+    let b = follower(&cluster, &[a.store_id]);
+    let joint = cluster
+        .change_peer_v2(
+            1,
+            vec![
+                (ConfChangeType::AddLearnerNode, a.clone()),
+                (ConfChangeType::AddLearnerNode, b.clone()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(role_of(&joint, a.id), PeerRole::DemotingVoter as i32);
+    assert_eq!(role_of(&joint, b.id), PeerRole::DemotingVoter as i32);
+    // The leader leaves the joint state on its own.
+    let left = wait_for("the joint state to be left", T, || {
+        let r = cluster.region(1);
+        (role_of(&r, a.id) == PeerRole::Learner as i32
+            && role_of(&r, b.id) == PeerRole::Learner as i32)
+            .then_some(r)
+    });
+    assert_eq!(left.region_epoch.unwrap().conf_ver, 1 + 2 + 2);
+    // One voter: it commits alone.
+    put_range(&cluster, 10..20);
+    // Both back as voters, through another joint state.
+    cluster
+        .change_peer_v2(
+            1,
+            vec![(ConfChangeType::AddNode, a.clone()), (ConfChangeType::AddNode, b.clone())],
+        )
+        .unwrap();
+    wait_for("both voters again", T, || {
+        let r = cluster.region(1);
+        r.peers.iter().all(|p| p.role == PeerRole::Voter as i32).then_some(())
+    });
+    put_range(&cluster, 20..30);
+    check_range(&cluster, 0..30);
+    for s in [a.store_id, b.store_id] {
+        cluster.must_applied_on(s, &key(29), Some(&29u32.to_be_bytes()));
+    }
+}
+
+#[test]
+fn a_change_leaving_too_few_healthy_voters_is_refused() {
+    // Store 3 never runs: its peer never answers, so the leader never counts it healthy.
+    let mut cluster = Cluster::new(3, &[], Config::for_tests());
+    cluster.start_store(1);
+    cluster.start_store(2);
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(1);
+    let dead = cluster.peer_on(1, 3);
+    let alive = follower(&cluster, &[3]);
+    // Without the other healthy voter, {leader, dead} would have one healthy voter of two.
+    let e = cluster.change_peer(1, ConfChangeType::RemoveNode, alive.clone()).unwrap_err();
+    assert!(e.message.contains("healthy voters"), "{e:?}");
+    // Demoting it is the same loss of a voter.
+    let e = cluster.change_peer(1, ConfChangeType::AddLearnerNode, alive.clone()).unwrap_err();
+    assert!(e.message.contains("healthy voters"), "{e:?}");
+    assert_eq!(cluster.leader_of(1).map(|l| l.id), Some(leader.id));
+    assert_eq!(cluster.region(1).region_epoch.unwrap().conf_ver, 1, "nothing changed");
+    // Removing the dead one is fine: {leader, alive} are both healthy.
+    let region = cluster.change_peer(1, ConfChangeType::RemoveNode, dead.clone()).unwrap();
+    assert_eq!(region.peers.len(), 2);
+    cluster.must_put(b"k2", b"v2");
+}
+
+#[test]
+fn peer_removed_while_partitioned_destroys_itself_when_it_comes_back() {
+    let cluster = cluster(3);
+    put_range(&cluster, 0..10);
+    let gone = follower(&cluster, &[]);
+    cluster.must_applied_on(gone.store_id, &key(9), Some(&9u32.to_be_bytes()));
+    cluster.hub.add_filter(IsolateStore(gone.store_id));
+    cluster.change_peer(1, ConfChangeType::RemoveNode, gone.clone()).unwrap();
+    put_range(&cluster, 10..20);
+    assert_eq!(
+        cluster.region_local_state(gone.store_id, 1).unwrap().state,
+        PeerState::Normal as i32,
+        "cut off, it cannot know yet"
+    );
+    cluster.hub.clear_filters();
+    // It campaigns; a member answers that it is gone.
+    wait_tombstone(&cluster, gone.store_id);
+    let told: u64 = cluster
+        .store_ids()
+        .iter()
+        .filter(|&&s| s != gone.store_id)
+        .map(|&s| cluster.stats(s).raft_messages_dropped[stale_sender_index()])
+        .sum();
+    assert!(told > 0, "a member dropped the stale peer's message and answered it");
+    for i in 0..10 {
+        assert_eq!(cluster.get_from_engine(gone.store_id, &key(i)), None);
+    }
+    check_range(&cluster, 0..20);
+}
+
+fn stale_sender_index() -> usize {
+    DroppedMessage::ALL.iter().position(|d| *d == DroppedMessage::StaleSender).unwrap()
+}
+
+#[test]
+fn a_tombstone_refuses_stale_messages_and_a_newer_vote_creates_an_uninitialized_peer() {
+    let cluster = cluster(3);
+    cluster.must_put(b"k", b"v");
+    let gone = follower(&cluster, &[]);
+    let region = cluster.change_peer(1, ConfChangeType::RemoveNode, gone.clone()).unwrap();
+    wait_tombstone(&cluster, gone.store_id);
+    let leader = cluster.wait_leader(1);
+    let vote = |epoch: proto::metapb::RegionEpoch, to_id: u64| {
+        let mut m = raft::eraftpb::Message::default();
+        m.set_msg_type(raft::eraftpb::MessageType::MsgRequestVote);
+        m.from = leader.id;
+        m.to = to_id;
+        m.term = 100;
+        proto::raft_serverpb::RaftMessage {
+            region_id: 1,
+            from_peer: Some(leader.clone()),
+            to_peer: Some(proto::metapb::Peer {
+                id: to_id,
+                store_id: gone.store_id,
+                ..Default::default()
+            }),
+            message: protobuf::Message::write_to_bytes(&m).unwrap(),
+            region_epoch: Some(epoch),
+            start_key: region.start_key.clone(),
+            end_key: region.end_key.clone(),
+            ..Default::default()
+        }
+    };
+    let tombstone_index =
+        DroppedMessage::ALL.iter().position(|d| *d == DroppedMessage::Tombstone).unwrap();
+    let dropped = || cluster.stats(gone.store_id).raft_messages_dropped[tombstone_index];
+    // From the configuration that removed it (or older): stale.
+    let before = dropped();
+    cluster
+        .router(gone.store_id)
+        .send_raft_message(vote(region.region_epoch.unwrap(), gone.id))
+        .unwrap();
+    wait_for("the stale vote to be dropped", T, || (dropped() > before).then_some(()));
+    assert!(!cluster.store_meta(gone.store_id).lock().is_uninitialized(1.into()));
+    // From a newer configuration, to a new peer id (the store was added back): a peer is
+    // created, uninitialized until a snapshot gives it the region.
+    let mut newer = region.region_epoch.unwrap();
+    newer.conf_ver += 1;
+    cluster.router(gone.store_id).send_raft_message(vote(newer, gone.id + 10_000)).unwrap();
+    wait_for("an uninitialized peer", T, || {
+        cluster.store_meta(gone.store_id).lock().is_uninitialized(1.into()).then_some(())
+    });
+    assert!(cluster.store_meta(gone.store_id).lock().region(1.into()).is_none(), "no range yet");
+    cluster.must_put(b"k2", b"v2");
+}
