@@ -655,8 +655,9 @@ impl Cluster {
         region_id: u64,
         admin: AdminRequest,
     ) -> Result<RaftCmdResponse, errorpb::Error> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
+        // The last retryable error, answered if the deadline passes.
+        let mut last = None;
+        let attempt = || -> Option<Result<RaftCmdResponse, errorpb::Error>> {
             let leader = self.wait_leader(region_id);
             let region = self.region(region_id);
             let req = RaftCmdRequest {
@@ -664,9 +665,10 @@ impl Cluster {
                 admin_request: Some(admin.clone()),
                 ..Default::default()
             };
-            let reply = self
-                .call_command_on(leader.store_id, req, TIMEOUT)
-                .map_err(|m| errorpb::Error { message: m, ..Default::default() })?;
+            let reply = match self.call_command_on(leader.store_id, req, TIMEOUT) {
+                Ok(reply) => reply,
+                Err(m) => return Some(Err(errorpb::Error { message: m, ..Default::default() })),
+            };
             // The leader may not have applied what a follower already did (the newest layout
             // routed this request): its epoch is then older than the request's.
             let leader_behind = |e: &errorpb::Error| {
@@ -675,19 +677,19 @@ impl Cluster {
                 })
             };
             match reply.error() {
-                None => return Ok(reply.response),
+                None => Some(Ok(reply.response)),
                 Some(e)
-                    if (e.not_leader.is_some()
-                        || e.stale_command.is_some()
-                        || leader_behind(e))
-                        && Instant::now() < deadline =>
+                    if e.not_leader.is_some() || e.stale_command.is_some() || leader_behind(e) =>
                 {
                     self.leader_hints.lock().remove(&region_id);
-                    std::thread::sleep(Duration::from_millis(10));
+                    last = Some(e.clone());
+                    None
                 }
-                Some(e) => return Err(e.clone()),
+                Some(e) => Some(Err(e.clone())),
             }
-        }
+        };
+        let outcome = poll_until(TIMEOUT, attempt);
+        outcome.unwrap_or_else(|| Err(last.unwrap_or_default()))
     }
 
     /// A membership change (`ChangePeer`); the region after it, as the leader applied it.

@@ -129,6 +129,12 @@ pub fn apply_changes(
         }
         changes.len()
     };
+    // Raft refuses a configuration without voters (in either half of a joint one); the
+    // region must refuse it first, so the two never disagree.
+    let cs = crate::util::conf_state_from_region(&region);
+    if cs.voters.is_empty() || (is_joint(&region) && cs.voters_outgoing.is_empty()) {
+        return invalid("the change would leave the region without a voter".into());
+    }
     let epoch = region.region_epoch.get_or_insert_with(Default::default);
     epoch.conf_ver += changed.max(1) as u64;
     Ok(region)
@@ -304,6 +310,20 @@ mod tests {
         ];
         for changes in bad {
             assert!(apply_changes(&r, &changes).is_err(), "{changes:?}");
+        }
+        let lone = region(vec![peer(1, 1, PeerRole::Voter), peer(2, 2, PeerRole::Learner)]);
+        let bad = [
+            vec![change(ConfChangeType::RemoveNode, peer(1, 1, PeerRole::Voter))],
+            vec![change(ConfChangeType::AddLearnerNode, peer(1, 1, PeerRole::Voter))],
+            // Joint: demote the only voter while promoting nobody.
+            vec![
+                change(ConfChangeType::AddLearnerNode, peer(1, 1, PeerRole::Voter)),
+                change(ConfChangeType::RemoveNode, peer(2, 2, PeerRole::Learner)),
+            ],
+        ];
+        for changes in bad {
+            let e = apply_changes(&lone, &changes).unwrap_err();
+            assert!(e.to_string().contains("without a voter"), "{changes:?}: {e}");
         }
     }
 }

@@ -13,7 +13,7 @@ use proto::raft_cmdpb::{
 use proto::raft_serverpb::{RaftApplyState, RaftTruncatedState, RegionLocalState};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
-use slog::{debug, info, Logger};
+use slog::{debug, error, info, Logger};
 use util::{LogIndex, PeerId, RegionId, Term};
 
 use super::compact::exec_compact_log;
@@ -199,12 +199,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             // for one that carries a proposal).
             return Ok(RaftCmdResponse::default());
         }
-        let req = RaftCmdRequest::decode(&entry.data[..]).unwrap_or_else(|e| {
-            panic!(
-                "region {}: committed entry {} does not decode: {e}",
-                self.region_id, entry.index
-            )
-        });
+        let req = self.decode_committed(entry, &entry.data)?;
         if req.admin_request.is_some() {
             return self.apply_admin(ctx, &req);
         }
@@ -256,6 +251,19 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             admin_response: Some(admin_response),
             ..Default::default()
         })
+    }
+
+    /// The command a committed entry carries. One that does not decode (only a leader that is
+    /// not ours, or corruption, can commit one) applies as an error with no effect: every
+    /// replica decodes the same bytes, so they all skip it alike, and the store stays up.
+    fn decode_committed(&self, entry: &Entry, bytes: &[u8]) -> Result<RaftCmdRequest, Error> {
+        RaftCmdRequest::decode(bytes).map_err(|e| self.undecodable(entry, &e.to_string()))
+    }
+
+    fn undecodable(&self, entry: &Entry, why: &str) -> Error {
+        error!(self.logger, "committed entry does not decode; applied as a no-op";
+            "index" => entry.index, "err" => why);
+        Error::InvalidRequest(format!("entry {} does not decode: {why}", entry.index))
     }
 
     /// A `ChangePeer`/`ChangePeerV2` entry (`apply::conf_change`): the new peer list is

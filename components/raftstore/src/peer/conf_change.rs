@@ -57,11 +57,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         let last_index = self.raft_group.raft.raft_log.last_index();
         let res = self.raft_group.propose_conf_change(req.encode_to_vec(), cc);
         let index = self.raft_group.raft.raft_log.last_index();
-        if let Err(e) = res {
-            // Only an encoding failure of our own change gets here: a programmer error.
-            panic!("region {}: cannot propose a conf change: {e}", self.region_id);
-        }
-        if index == last_index {
+        if res.is_err() || index == last_index {
+            // Raft drops proposals while a leader transfer is in progress or once this peer
+            // no longer leads.
             ctx.stats.record_proposal_dropped();
             return cb.invoke_with_error(self.not_leader());
         }
