@@ -8,7 +8,7 @@ CARGO ?= cargo
 CONFIG ?= etc/config-template.toml
 BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all deps build build-release test run load bench lint fmt clean-data help
+.PHONY: all deps build build-release test run load bench bench-lifecycle chaos fuzz lint fmt clean-data help
 
 all: build
 
@@ -39,6 +39,31 @@ load: build-release ## Load a running cluster (make run), ~50 s: 100k-key prefil
 
 bench: deps ## Run the benchmarks (a few minutes); record results in benches/RESULTS.md.
 	$(CARGO) bench --workspace --bench batch_system_throughput --bench batch_system_memory --bench raftstore_put --bench raftstore_split_leader
+
+# Minutes of the raft-engine size run of bench-lifecycle.
+RAFT_SIZE_MINUTES ?= 30
+
+bench-lifecycle: build-release ## Region lifecycle on real processes (~45 min): 100 MiB snapshot, puts with/without log GC, raft engine size under overwrites.
+	BIN=$(BIN) bash benches/lifecycle.sh snapshot
+	BIN=$(BIN) bash benches/lifecycle.sh gc
+	BIN=$(BIN) bash benches/lifecycle.sh raft-size $(RAFT_SIZE_MINUTES)
+
+# Minutes of the soak of `make chaos`.
+CHAOS_MINUTES ?= 60
+CHAOS_ARGS ?=
+
+chaos: deps ## Nemesis soak on real processes (CHAOS_MINUTES, default 60) with a random seed; fails on any anomaly.
+	$(CARGO) build --workspace --tests --bins
+	$(CARGO_TARGET_DIR)/debug/regionstore-chaos --minutes $(CHAOS_MINUTES) $(CHAOS_ARGS)
+
+# Seconds of libFuzzer per target of `make fuzz`.
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := raft_message keys wire
+
+fuzz: deps ## libFuzzer on the decoders (FUZZ_SECS per target; installs cargo-fuzz; stable rustc via RUSTC_BOOTSTRAP).
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECS) || exit 1; done
 
 lint: deps ## Formatting and clippy, warnings as errors.
 	$(CARGO) fmt --all -- --check

@@ -283,7 +283,7 @@ raft-log-gc-count-limit = 20"#,
 /// by a snapshot sent over the gRPC `Snapshot` stream, and then serves as a member of the
 /// quorum that keeps every acknowledged write when one of the others dies.
 #[test]
-fn a_store_behind_a_compacted_log_catches_up_by_snapshot_over_grpc() {
+fn a_store_behind_a_compacted_log_catches_up_by_snapshot_over_grpc_even_killed_mid_apply() {
     let rt = runtime();
     let mut cluster = TestCluster::start_with_timing(3, FAST_TICKS_SMALL_LOG, "");
     let client = rt.block_on(Client::connect(&cluster.pd_addr, Duration::from_secs(60)));
@@ -297,11 +297,28 @@ fn a_store_behind_a_compacted_log_catches_up_by_snapshot_over_grpc() {
     for i in 20..300 {
         put(i).unwrap_or_else(|e| panic!("put {i}: {e}\n{}", cluster.logs()));
     }
-    cluster.start_store(victim);
-    let log = cluster.dir.path().join(format!("store-{victim}.log"));
-    wait_for("the restarted store to apply a snapshot", Duration::from_secs(60), || {
+    // It comes back held inside the snapshot's apply, after the data is in and before the
+    // region is `Normal`; it is killed there, then restarted for good.
+    let log = cluster.store_log(victim);
+    let log_since = |from: usize| {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        (text.contains("snapshot received") && text.contains("snapshot applied")).then_some(())
+        text.get(from..).unwrap_or_default().to_owned()
+    };
+    let from = log_since(0).len();
+    let pause = "raftstore::apply::snapshot_before_normal=pause";
+    cluster.start_store_with_env(victim, &[("FAILPOINTS", pause)]);
+    wait_for("the restarted store to ingest a snapshot", Duration::from_secs(60), || {
+        let text = log_since(from);
+        (text.contains("snapshot received") && text.contains("snapshot files ingested"))
+            .then_some(())
+    });
+    let held = log_since(from);
+    assert!(!held.contains("snapshot applied"), "held before the region is Normal:\n{held}");
+    cluster.stores[victim].proc.kill9();
+    let from = log_since(0).len();
+    cluster.start_store(victim);
+    wait_for("the store to finish the snapshot on restart", Duration::from_secs(60), || {
+        log_since(from).contains("snapshot applied").then_some(())
     });
     // The quorum is now the snapshot's receiver and one other: every write is still there.
     let other = (victim + 1) % 3;

@@ -3,25 +3,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, TestCluster};
+use common::{ctl, wait_for, TestCluster};
 use serde_json::Value;
-
-/// Runs the ctl; returns (success, stdout, stderr).
-fn ctl(pd: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_regionstore-ctl"))
-        .args(["--pd", pd])
-        .args(args)
-        .output()
-        .expect("run regionstore-ctl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn ctl_ok(cluster: &TestCluster, args: &[&str]) -> String {
     let (ok, out, err) = ctl(&cluster.pd_addr, args);

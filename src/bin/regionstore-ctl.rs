@@ -57,6 +57,63 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// PD operators: membership and leadership changes of one region, run step by step by PD.
+    Operator {
+        #[command(subcommand)]
+        cmd: OperatorCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OperatorCmd {
+    /// Add a voter on STORE (added as a learner, promoted once it caught up).
+    AddPeer {
+        region: u64,
+        store: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Remove the region's peer on STORE (leadership moves away first if it leads).
+    RemovePeer {
+        region: u64,
+        store: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Move leadership to the region's peer on STORE.
+    TransferLeader {
+        region: u64,
+        store: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Move the region's peer on FROM to TO (add on TO, then remove from FROM).
+    TransferPeer {
+        region: u64,
+        from: u64,
+        to: u64,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Running operators (with --finished: the finished ones, oldest first).
+    List {
+        #[arg(long)]
+        finished: bool,
+    },
+    /// The region's running operator, else its last one.
+    Show { region: u64 },
+    /// Cancel the region's running operator (steps already done stay done).
+    Cancel { region: u64 },
+}
+
+#[derive(clap::Args, Debug)]
+struct WaitArgs {
+    /// Wait until the operator finishes; fail unless it succeeds.
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,23 +260,187 @@ fn human_bytes(n: u64) -> String {
 
 /// A plain HTTP/1.1 GET (PD serves its JSON API on the gRPC port); the body on 200.
 fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    http_request(addr, "GET", path, None)
+}
+
+/// One HTTP/1.1 request to PD's API; the body on 200, else an error carrying PD's reason.
+fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<String> {
     use std::io::{Read, Write};
     let addr = addr.trim_start_matches("http://");
     let mut s =
         std::net::TcpStream::connect(addr).with_context(|| format!("connect to PD at {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("PD sent a malformed HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("PD answered {path} with {}", head.lines().next().unwrap_or(""));
+    let status = head.lines().next().unwrap_or("");
+    if !status.starts_with("HTTP/1.1 200") {
+        let reason = body.trim();
+        if reason.is_empty() {
+            bail!("PD answered {method} {path} with {status}");
+        }
+        bail!("PD refused: {reason}");
     }
     Ok(body.to_string())
 }
 
+/// A row of `operator list` from PD's operator JSON.
+fn operator_row(op: &serde_json::Value) -> String {
+    let steps = op["steps"].as_array().map_or(0, Vec::len);
+    let current = op["current_step"].as_u64().unwrap_or(0) as usize;
+    let detail = match op["status"].as_str() {
+        Some("running") => op["steps"][current].as_str().unwrap_or("").to_string(),
+        _ => op["reason"].as_str().unwrap_or("").to_string(),
+    };
+    format!(
+        "{:<8} {:<16} {:<10} {:<6} {}",
+        op["region_id"].as_u64().unwrap_or(0),
+        op["kind"].as_str().unwrap_or("?"),
+        op["status"].as_str().unwrap_or("?"),
+        format!("{}/{}", current.min(steps), steps),
+        detail,
+    )
+}
+
+const OPERATOR_HEADER: &str = "REGION   KIND             STATUS     STEP   DETAIL";
+
+/// Creates an operator and, with `--wait`, follows it to its end.
+fn run_operator(
+    pd: &str,
+    json_out: bool,
+    body: serde_json::Value,
+    wait: &WaitArgs,
+) -> anyhow::Result<()> {
+    let region = body["region_id"].as_u64().unwrap_or(0);
+    let created = http_request(pd, "POST", "/pd/api/v1/operators", Some(&body.to_string()))?;
+    let mut op: serde_json::Value =
+        serde_json::from_str(&created).context("PD answered the operator with bad JSON")?;
+    if wait.wait {
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait.timeout);
+        while op["status"] == "running" {
+            if std::time::Instant::now() >= deadline {
+                bail!("operator on region {region} still running after {}s", wait.timeout);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let now = http_get(pd, &format!("/pd/api/v1/operators/{region}"))?;
+            op = serde_json::from_str(&now).context("PD answered the operator with bad JSON")?;
+        }
+    }
+    if json_out {
+        println!("{op}");
+    } else {
+        println!("{OPERATOR_HEADER}");
+        println!("{}", operator_row(&op));
+    }
+    if wait.wait && op["status"] != "success" {
+        bail!(
+            "operator on region {region} ended {}: {}",
+            op["status"].as_str().unwrap_or("?"),
+            op["reason"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Cmd::Operator { cmd } = &args.cmd {
+        // PD's HTTP API alone: no gRPC connection needed.
+        return operator(args.pd.first().map_or("127.0.0.1:2379", String::as_str), args.json, cmd);
+    }
+    run_data(args).await
+}
+
+fn operator(pd: &str, json_out: bool, cmd: &OperatorCmd) -> anyhow::Result<()> {
+    match cmd {
+        OperatorCmd::AddPeer { region, store, wait } => run_operator(
+            pd,
+            json_out,
+            json!({"name": "add-peer", "region_id": region, "store_id": store}),
+            wait,
+        ),
+        OperatorCmd::RemovePeer { region, store, wait } => run_operator(
+            pd,
+            json_out,
+            json!({"name": "remove-peer", "region_id": region, "store_id": store}),
+            wait,
+        ),
+        OperatorCmd::TransferLeader { region, store, wait } => run_operator(
+            pd,
+            json_out,
+            json!({"name": "transfer-leader", "region_id": region, "to_store_id": store}),
+            wait,
+        ),
+        OperatorCmd::TransferPeer { region, from, to, wait } => run_operator(
+            pd,
+            json_out,
+            json!({"name": "transfer-peer", "region_id": region, "from_store_id": from, "to_store_id": to}),
+            wait,
+        ),
+        OperatorCmd::List { finished } => {
+            let path =
+                if *finished { "/pd/api/v1/operators/records" } else { "/pd/api/v1/operators" };
+            let doc: serde_json::Value = serde_json::from_str(&http_get(pd, path)?)
+                .context("PD answered the operator list with bad JSON")?;
+            let ops = doc["operators"].as_array().cloned().unwrap_or_default();
+            if json_out {
+                println!("{}", serde_json::Value::Array(ops));
+            } else {
+                println!("{OPERATOR_HEADER}");
+                for op in &ops {
+                    println!("{}", operator_row(op));
+                }
+                println!("({} operators)", ops.len());
+            }
+            Ok(())
+        }
+        OperatorCmd::Show { region } => {
+            let op: serde_json::Value =
+                serde_json::from_str(&http_get(pd, &format!("/pd/api/v1/operators/{region}"))?)
+                    .context("PD answered the operator with bad JSON")?;
+            if json_out {
+                println!("{op}");
+            } else {
+                println!("{OPERATOR_HEADER}");
+                println!("{}", operator_row(&op));
+                for (i, step) in op["steps"].as_array().into_iter().flatten().enumerate() {
+                    println!("  step {i}: {}", step.as_str().unwrap_or("?"));
+                }
+            }
+            Ok(())
+        }
+        OperatorCmd::Cancel { region } => {
+            let op: serde_json::Value = serde_json::from_str(&http_request(
+                pd,
+                "DELETE",
+                &format!("/pd/api/v1/operators/{region}"),
+                None,
+            )?)
+            .context("PD answered the cancel with bad JSON")?;
+            if json_out {
+                println!("{op}");
+            } else {
+                println!("{OPERATOR_HEADER}");
+                println!("{}", operator_row(&op));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_data(args: Args) -> anyhow::Result<()> {
     let logger = slog::Logger::root(slog::Discard, slog::o!());
     let pd = pd_client::PdClient::connect(args.pd.clone(), Duration::from_secs(5), logger)
         .await
@@ -357,6 +578,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 println!("(split into {} regions)", regions.len());
             }
         }
+        Cmd::Operator { .. } => unreachable!("handled by `run` without a PD connection"),
         Cmd::Cluster { cmd: ClusterCmd::Status } => {
             let bootstrapped = pd.is_bootstrapped().await?;
             let stores = pd.get_all_stores().await?;

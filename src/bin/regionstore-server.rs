@@ -88,9 +88,46 @@ fn install_abort_on_panic() {
     }));
 }
 
+/// `FAILPOINTS="name=actions;..."` configures failpoints, so that end-to-end tests can hold a
+/// real process inside a crash window and kill it there. Only builds with the `failpoints`
+/// feature of `fail` have failpoints (the workspace's test builds); elsewhere a set variable is
+/// refused, so that a test never silently runs without the fault it asked for.
+fn configure_failpoints() -> anyhow::Result<()> {
+    let Ok(spec) = std::env::var("FAILPOINTS") else { return Ok(()) };
+    anyhow::ensure!(fail::has_failpoints(), "FAILPOINTS is set, but this build has no failpoints");
+    for item in spec.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, actions) = item
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("FAILPOINTS: `{item}` is not name=actions"))?;
+        fail::cfg(name.trim(), actions.trim())
+            .map_err(|e| anyhow::anyhow!("FAILPOINTS: {}: {e}", name.trim()))?;
+    }
+    Ok(())
+}
+
+/// `REGIONSTORE_SIMULATE_POWER_LOSS=1` opens the KV engine so that what it has not made
+/// durable lives only in memory (`engine_rocks::open_kv_engine_losing_unsynced_writes`): a
+/// kill -9 then drops it, as a power cut drops unsynced data. The nemesis harness runs its
+/// stores this way. Builds without failpoints (release builds) refuse the variable, as they
+/// refuse `FAILPOINTS`: it must never reach a real store.
+fn simulate_power_loss() -> anyhow::Result<bool> {
+    match std::env::var("REGIONSTORE_SIMULATE_POWER_LOSS").as_deref() {
+        Err(_) | Ok("") | Ok("0") => Ok(false),
+        Ok("1") => {
+            anyhow::ensure!(
+                fail::has_failpoints(),
+                "REGIONSTORE_SIMULATE_POWER_LOSS is set, but this is not a test build"
+            );
+            Ok(true)
+        }
+        Ok(v) => anyhow::bail!("REGIONSTORE_SIMULATE_POWER_LOSS must be 0 or 1, not {v:?}"),
+    }
+}
+
 fn run(cfg: Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
     install_abort_on_panic();
+    configure_failpoints()?;
     let (logger, _guard) = util::logger::build_logger(&cfg.log).context("cannot set up logging")?;
     let data_dir = &cfg.server.data_dir;
     std::fs::create_dir_all(data_dir)
@@ -101,8 +138,22 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         ttl_check_poll_interval: cfg.storage.ttl_check_poll_interval.as_duration(),
     };
     let kv_path = data_dir.join("db");
-    let kv = engine_rocks::open_kv_engine_with_format(kv_path, &cfg.rocksdb, format, &logger)
-        .context("cannot open the KV engine")?;
+    let kv = if simulate_power_loss()? {
+        slog::warn!(
+            logger,
+            "REGIONSTORE_SIMULATE_POWER_LOSS: unsynced KV writes are kept in \
+            memory only, so that a kill -9 loses them as a power cut would (tests only)"
+        );
+        engine_rocks::open_kv_engine_losing_unsynced_writes_with_format(
+            kv_path,
+            &cfg.rocksdb,
+            format,
+            &logger,
+        )
+    } else {
+        engine_rocks::open_kv_engine_with_format(kv_path, &cfg.rocksdb, format, &logger)
+    }
+    .context("cannot open the KV engine")?;
     let raft = engine_rocks::open_raft_engine(data_dir.join("raft"), &cfg.raftdb, &logger)
         .context("cannot open the raft engine")?;
     let engines = raftstore::Engines::new(kv, raft);

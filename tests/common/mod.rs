@@ -3,7 +3,6 @@
 //! (PD lookup, follow `NotLeader`) drives the raw KV API over gRPC.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,24 +18,23 @@ use tonic::transport::Channel;
 #[allow(unused_imports)] // not every test binary polls
 pub use test_raftstore::util::wait_for;
 
-/// A port that is free now, for a child process to bind. Taken below Linux's ephemeral range
-/// (32768..61000): a port the kernel handed out with `bind(0)` can be reused for an outgoing
-/// connection of a parallel test before the child binds it. Each test binary starts at an
-/// offset from its pid and walks up, so parallel tests and binaries rarely probe the same port.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let base = (std::process::id() * 7919) % SPAN;
-    for _ in 0..SPAN {
-        let port = (LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN);
+/// Runs `regionstore-ctl --pd PD ARGS`; returns (success, stdout, stderr).
+pub fn ctl(pd: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_regionstore-ctl"))
+        .args(["--pd", pd])
+        .args(args)
+        .output()
+        .expect("run regionstore-ctl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
+
+/// A port that is free now, for a child process to bind (the nemesis harness's picker: below
+/// the ephemeral range, offset by the pid).
+pub use chaos::cluster::free_port;
 
 /// A child process killed (SIGKILL) when dropped.
 pub struct Proc {
@@ -141,17 +139,24 @@ impl TestCluster {
             dir,
         };
         c.start_pd();
-        for i in 0..stores {
-            let addr = format!("127.0.0.1:{}", free_port());
-            let data_dir = c.dir.path().join(format!("store-{i}"));
-            c.stores.push(StoreProc {
-                proc: Proc { child: None, name: format!("store-{i}") },
-                addr,
-                data_dir,
-            });
-            c.start_store(i);
+        for _ in 0..stores {
+            c.add_store();
         }
         c
+    }
+
+    /// Starts one more store (a new, empty one); returns its index in `stores`.
+    pub fn add_store(&mut self) -> usize {
+        let i = self.stores.len();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = self.dir.path().join(format!("store-{i}"));
+        self.stores.push(StoreProc {
+            proc: Proc { child: None, name: format!("store-{i}") },
+            addr,
+            data_dir,
+        });
+        self.start_store(i);
+        i
     }
 
     pub fn start_pd(&mut self) {
@@ -167,6 +172,12 @@ impl TestCluster {
     }
 
     pub fn start_store(&mut self, i: usize) {
+        self.start_store_with_env(i, &[]);
+    }
+
+    /// Starts store `i` with extra environment variables (e.g. `FAILPOINTS`, which test
+    /// builds of the server honour).
+    pub fn start_store_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let s = &mut self.stores[i];
         let log = std::fs::File::options()
             .create(true)
@@ -180,11 +191,17 @@ impl TestCluster {
             .args(["--status-addr", &format!("127.0.0.1:{}", free_port())])
             .arg("--data-dir")
             .arg(&s.data_dir)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start regionstore-server");
         s.proc.child = Some(child);
+    }
+
+    /// Store `i`'s log file (every start of it appends).
+    pub fn store_log(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("store-{i}.log"))
     }
 
     /// The logs of every process, for failure messages.

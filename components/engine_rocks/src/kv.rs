@@ -63,8 +63,18 @@ pub fn open_kv_engine_losing_unsynced_writes(
     cfg: &RocksDbConfig,
     logger: &Logger,
 ) -> std::result::Result<RocksEngine, OpenError> {
-    let tune =
-        |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(ValueFormat::Opaque, cf, opts);
+    open_kv_engine_losing_unsynced_writes_with_format(path, cfg, ValueFormat::Opaque, logger)
+}
+
+/// As [`open_kv_engine_losing_unsynced_writes`], with the server's value format: the nemesis
+/// harness runs real stores this way, so that its kill -9 is a power cut of the KV engine.
+pub fn open_kv_engine_losing_unsynced_writes_with_format(
+    path: impl AsRef<Path>,
+    cfg: &RocksDbConfig,
+    format: ValueFormat,
+    logger: &Logger,
+) -> std::result::Result<RocksEngine, OpenError> {
+    let tune = |cf: &str, opts: &mut rocksdb::Options| tune_cf_options(format, cf, opts);
     let extra = "atomic_flush=true;avoid_flush_during_shutdown=true";
     let opened =
         open_db(path.as_ref(), cfg, ALL_CFS, tune, extra, "kv (losing unsynced writes)", logger)?;
@@ -153,6 +163,10 @@ impl KvEngine for RocksEngine {
 
     fn ingest_external_files_cf(&self, cf: &str, paths: &[&Path]) -> Result<()> {
         ingest(&self.db, cf, paths)
+    }
+
+    fn sst_key_range(path: &Path, scratch_dir: &Path) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        crate::sst::sst_key_range(path, scratch_dir)
     }
 
     fn approximate_size_and_keys(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<RangeStats> {

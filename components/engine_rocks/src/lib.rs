@@ -22,7 +22,8 @@ mod write_batch;
 pub use crate::config::{Compression, RocksDbConfig, NUM_LEVELS};
 pub use crate::error::OpenError;
 pub use crate::kv::{
-    open_kv_engine, open_kv_engine_losing_unsynced_writes, open_kv_engine_with_format, RocksEngine,
+    open_kv_engine, open_kv_engine_losing_unsynced_writes,
+    open_kv_engine_losing_unsynced_writes_with_format, open_kv_engine_with_format, RocksEngine,
 };
 pub use crate::raft_engine::{
     open_raft_engine, RocksLogBatch, RocksRaftEngine, GC_KEYS_PER_WRITE_MAX, TAIL_POINT_DELETES_MAX,

@@ -87,3 +87,33 @@ pub(crate) fn ingest(db: &DB, cf: &str, paths: &[&Path]) -> Result<()> {
 fn sst_error(op: &'static str, path: &Path, e: rocksdb::Error) -> engine_traits::Error {
     engine_traits::Error::Engine { op, message: format!("{}: {}", path.display(), e.into_string()) }
 }
+
+/// The smallest and largest key of the SST file at `path` (`None`: it holds no key), read
+/// without touching any engine: RocksDB's C API has no SST reader, so a hard link of the file
+/// is ingested into a throwaway database created at `scratch_dir` (which MUST NOT exist, on
+/// the same filesystem as `path`), whose file metadata names the bounds. The file itself is
+/// left as it was; `scratch_dir` is removed. A file that is not a valid SST is an error.
+pub(crate) fn sst_key_range(path: &Path, scratch_dir: &Path) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let io = |op: &'static str, e: std::io::Error| engine_traits::Error::Engine {
+        op,
+        message: format!("{}: {e}", scratch_dir.display()),
+    };
+    std::fs::create_dir_all(scratch_dir).map_err(|e| io("create scratch directory", e))?;
+    let result = (|| {
+        let link = scratch_dir.join("probe.sst");
+        std::fs::hard_link(path, &link).map_err(|e| io("link into scratch directory", e))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        let db = DB::open(&opts, scratch_dir.join("db"))
+            .map_err(|e| sst_error("open scratch database", scratch_dir, e))?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        db.ingest_external_file_opts(&ingest, vec![&link])
+            .map_err(|e| sst_error("ingest for its key range", path, e))?;
+        let files = db.live_files().map_err(|e| sst_error("list scratch files", path, e))?;
+        let bounds = files.into_iter().find_map(|f| Some((f.start_key?, f.end_key?)));
+        Ok(bounds)
+    })();
+    let _ = std::fs::remove_dir_all(scratch_dir);
+    result
+}

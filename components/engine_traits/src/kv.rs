@@ -238,6 +238,15 @@ pub trait KvEngine: Peekable + Iterable + Clone + Send + Sync + Debug + 'static 
     /// If the engine has no CF named `cf`.
     fn ingest_external_files_cf(&self, cf: &str, paths: &[&Path]) -> Result<()>;
 
+    /// The smallest and largest key of the SST file at `path` (`None`: it holds no key),
+    /// without this engine's involvement (no instance: the file is foreign until checked). May
+    /// create `scratch_dir` (which must not exist, on the filesystem of `path`) and removes it.
+    ///
+    /// Errors: [`Error::Engine`] if the file is not a valid SST.
+    fn sst_key_range(path: &Path, scratch_dir: &Path) -> Result<Option<(Vec<u8>, Vec<u8>)>>
+    where
+        Self: Sized;
+
     /// RocksDB's own estimate of the bytes and keys in `[start, end)` of `cf`, without reading
     /// the data. See the implementation for its accuracy; treat it as good to tens of percent,
     /// fit for split and scheduling decisions, not for accounting.

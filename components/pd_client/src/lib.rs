@@ -8,12 +8,15 @@
 //! The region heartbeat stream is long-lived: [`PdClient::region_heartbeat`] queues a
 //! heartbeat on a bounded channel feeding the stream (a full channel drops the heartbeat: the
 //! next one carries the same information) and the stream is re-opened when it breaks.
+//! Responses carrying an operator are handed to whoever took
+//! [`PdClient::take_operator_receiver`] (the store), on a bounded channel: when it is full or
+//! nobody listens the operator is dropped, and PD sends it again with the next heartbeat.
 
 use std::time::{Duration, Instant};
 
 use proto::metapb;
 use proto::pdpb::{self, pd_client::PdClient as GrpcClient};
-use slog::{warn, Logger};
+use slog::{debug, warn, Logger};
 use tokio::sync::{mpsc, Mutex};
 use tonic::transport::{Channel, Endpoint};
 
@@ -23,6 +26,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Region heartbeats queued for the stream before new ones are dropped.
 const HEARTBEAT_QUEUE: usize = 4096;
+/// Operators from PD waiting for the store before new ones are dropped.
+const OPERATOR_QUEUE: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,6 +62,7 @@ pub struct PdClient {
     cluster_id: u64,
     conn: Mutex<Conn>,
     heartbeats: mpsc::Sender<pdpb::RegionHeartbeatRequest>,
+    operators: std::sync::Mutex<Option<mpsc::Receiver<pdpb::RegionHeartbeatResponse>>>,
     logger: Logger,
 }
 
@@ -132,15 +138,23 @@ impl PdClient {
             }
         };
         let (tx, rx) = mpsc::channel(HEARTBEAT_QUEUE);
+        let (op_tx, op_rx) = mpsc::channel(OPERATOR_QUEUE);
         let pd = PdClient {
             endpoints,
             cluster_id,
             conn: Mutex::new(Conn { client, connected_at: Instant::now() }),
             heartbeats: tx,
+            operators: std::sync::Mutex::new(Some(op_rx)),
             logger,
         };
-        pd.spawn_heartbeat_stream(rx);
+        pd.spawn_heartbeat_stream(rx, op_tx);
         Ok(pd)
+    }
+
+    /// The operators PD answers region heartbeats with; the first caller gets them, later
+    /// callers `None`.
+    pub fn take_operator_receiver(&self) -> Option<mpsc::Receiver<pdpb::RegionHeartbeatResponse>> {
+        self.operators.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
     pub fn cluster_id(&self) -> u64 {
@@ -384,8 +398,12 @@ impl PdClient {
     }
 
     /// Keeps one region-heartbeat stream open, feeding it from the queue; re-opens it when it
-    /// breaks. Responses (operators) are ignored until scheduling arrives.
-    fn spawn_heartbeat_stream(&self, mut rx: mpsc::Receiver<pdpb::RegionHeartbeatRequest>) {
+    /// breaks. Responses go to `operators` (see the crate doc).
+    fn spawn_heartbeat_stream(
+        &self,
+        mut rx: mpsc::Receiver<pdpb::RegionHeartbeatRequest>,
+        operators: mpsc::Sender<pdpb::RegionHeartbeatResponse>,
+    ) {
         let endpoints = self.endpoints.clone();
         let logger = self.logger.clone();
         tokio::spawn(async move {
@@ -413,7 +431,14 @@ impl PdClient {
                             None => return, // the client was dropped
                         },
                         resp = responses.message() => match resp {
-                            Ok(Some(_operator)) => {} // TODO(#scheduling): execute operators
+                            Ok(Some(resp)) => {
+                                if let Some(e) = resp.header.as_ref().and_then(|h| h.error.as_ref()) {
+                                    debug!(logger, "region heartbeat refused by PD";
+                                        "region_id" => resp.region_id, "err" => &e.message);
+                                } else if operators.try_send(resp).is_err() {
+                                    debug!(logger, "operator dropped: the store is behind or not listening");
+                                }
+                            }
                             Ok(None) | Err(_) => break,
                         },
                     }

@@ -4,14 +4,15 @@
 //! Invariants:
 //! 1. Persist, then change memory (see `storage.rs`): every mutation builds one `MetaBatch`,
 //!    commits it synced, and only then updates the in-memory state, under the same lock.
-//! 2. Lock order: `meta` before `ids`; `tso` is taken alone. No lock is held across an await
-//!    (there are none here: this module is synchronous).
+//! 2. Lock order: `meta` before `ids` and before `operators`; `tso` is taken alone; nothing is
+//!    taken while `operators` is held. No lock is held across an await (there are none here:
+//!    this module is synchronous).
 //! 3. Bootstrap happens once: the `bootstrapped` key is written in the same batch as the first
 //!    region, so a crash leaves either both or neither.
 //! 4. Once bootstrapped, the regions in the tree cover the key space except for the short gaps
 //!    of invariant 3 in `region_tree.rs`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
@@ -20,6 +21,7 @@ use slog::{debug, info, Logger};
 
 use crate::error::{Error, RpcError};
 use crate::id::{IdAllocator, ALLOC_COUNT_MAX};
+use crate::operator::{self, Operator, PlanError, StoreView};
 use crate::region_tree::{RegionInfo, RegionTree};
 use crate::storage::MetaStore;
 use crate::tso::{Tso, TSO_COUNT_MAX};
@@ -57,7 +59,43 @@ pub struct Cluster {
     meta: RwLock<ClusterMeta>,
     ids: Mutex<IdAllocator>,
     tso: Mutex<Tso>,
+    operators: Mutex<Operators>,
     logger: Logger,
+}
+
+/// The operators PD runs (soft state, see `operator.rs`).
+#[derive(Debug, Default)]
+struct Operators {
+    /// At most one per region.
+    running: HashMap<u64, Operator>,
+    /// Finished ones, oldest first, at most [`operator::HISTORY_MAX`].
+    history: VecDeque<Operator>,
+}
+
+impl Operators {
+    /// Moves the operators that timed out to the history.
+    fn check_timeouts(&mut self, now_ms: u64) {
+        let expired: Vec<u64> = self
+            .running
+            .values_mut()
+            .filter_map(|op| {
+                op.check_timeout(now_ms);
+                (!op.is_running()).then_some(op.region_id)
+            })
+            .collect();
+        for id in expired {
+            self.retire(id);
+        }
+    }
+
+    fn retire(&mut self, region_id: u64) {
+        if let Some(op) = self.running.remove(&region_id) {
+            if self.history.len() == operator::HISTORY_MAX {
+                self.history.pop_front();
+            }
+            self.history.push_back(op);
+        }
+    }
 }
 
 pub fn unix_ms() -> u64 {
@@ -122,6 +160,7 @@ impl Cluster {
             meta: RwLock::new(meta),
             ids: Mutex::new(ids),
             tso: Mutex::new(tso),
+            operators: Mutex::new(Operators::default()),
             logger,
         })
     }
@@ -364,17 +403,94 @@ impl Cluster {
             term: req.term,
             approximate_size: req.approximate_size,
             approximate_keys: req.approximate_keys,
+            pending_peers: req.pending_peers,
         };
         let info = self.update_region(info)?;
         Ok(info.and_then(|info| self.pending_operator(&info)))
     }
 
-    /// The scheduling command waiting for this region.
-    ///
-    /// TODO(operators and scheduling, an issue after #4): answer add/remove peer, transfer
-    /// leader and merge operators here. Until then PD never schedules.
-    fn pending_operator(&self, _info: &RegionInfo) -> Option<pdpb::RegionHeartbeatResponse> {
-        None
+    /// The command of the operator running for this region, if any (`operator.rs`, step 2).
+    /// Only a heartbeat from the leader PD knows drives it: a deposed leader's late heartbeat
+    /// would show an older configuration.
+    fn pending_operator(&self, info: &RegionInfo) -> Option<pdpb::RegionHeartbeatResponse> {
+        let mut ops = self.operators.lock();
+        let op = ops.running.get_mut(&info.region.id)?;
+        let now = unix_ms();
+        let resp = op.on_heartbeat(info, now);
+        if !op.is_running() {
+            info!(self.logger, "operator finished";
+                "region_id" => op.region_id, "kind" => op.kind.name(), "status" => ?op.status);
+            ops.retire(info.region.id);
+        }
+        resp
+    }
+
+    /// Creates an operator (`operator.rs`, step 1).
+    pub fn add_operator(&self, req: operator::Request) -> Result<Operator, RpcError> {
+        let meta = self.read_regions()?;
+        let region =
+            meta.regions.get(req.region_id).ok_or(RpcError::RegionNotFound(req.region_id))?;
+        // Allocated before the checks: an id wasted on a refused request costs nothing.
+        let new_peer_id = if req.kind.adds_a_peer() { self.alloc_ids(1)? } else { 0 };
+        let store = |id: u64| {
+            meta.stores.get(&id).map(|s| StoreView {
+                state: metapb::StoreState::try_from(s.meta.state)
+                    .unwrap_or(metapb::StoreState::Offline),
+                last_heartbeat_unix_ms: s.last_heartbeat_unix_ms,
+            })
+        };
+        let now = unix_ms();
+        let op = operator::plan(&req, region, store, self.max_replicas, now, new_peer_id)?;
+        let mut ops = self.operators.lock();
+        ops.check_timeouts(now);
+        if let Some(running) = ops.running.get(&req.region_id) {
+            let kind = running.kind.name();
+            return Err(PlanError::Busy { region: req.region_id, kind }.into());
+        }
+        info!(self.logger, "operator created";
+            "region_id" => req.region_id, "kind" => req.kind.name(),
+            "steps" => ?op.steps.iter().map(ToString::to_string).collect::<Vec<_>>());
+        ops.running.insert(req.region_id, op.clone());
+        Ok(op)
+    }
+
+    /// Cancels the operator running for a region; answers it.
+    pub fn cancel_operator(&self, region_id: u64) -> Result<Operator, RpcError> {
+        let mut ops = self.operators.lock();
+        let now = unix_ms();
+        ops.check_timeouts(now);
+        let op = ops.running.get_mut(&region_id).ok_or(RpcError::NoOperator(region_id))?;
+        op.cancel(now);
+        let op = op.clone();
+        ops.retire(region_id);
+        info!(self.logger, "operator canceled"; "region_id" => region_id, "kind" => op.kind.name());
+        Ok(op)
+    }
+
+    /// The running operators, by region id.
+    pub fn operators(&self) -> Vec<Operator> {
+        let mut ops = self.operators.lock();
+        ops.check_timeouts(unix_ms());
+        let mut list: Vec<Operator> = ops.running.values().cloned().collect();
+        list.sort_by_key(|op| op.region_id);
+        list
+    }
+
+    /// Finished operators, oldest first.
+    pub fn operator_records(&self) -> Vec<Operator> {
+        let mut ops = self.operators.lock();
+        ops.check_timeouts(unix_ms());
+        ops.history.iter().cloned().collect()
+    }
+
+    /// The running operator of a region, else its latest finished one.
+    pub fn operator(&self, region_id: u64) -> Option<Operator> {
+        let mut ops = self.operators.lock();
+        ops.check_timeouts(unix_ms());
+        ops.running
+            .get(&region_id)
+            .or_else(|| ops.history.iter().rev().find(|op| op.region_id == region_id))
+            .cloned()
     }
 
     /// Persists and applies one region update; `Ok(None)` when it was stale.

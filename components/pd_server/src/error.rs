@@ -49,6 +49,11 @@ pub enum RpcError {
     RegionNotFound(u64),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// An operator request that cannot be carried out as asked.
+    #[error(transparent)]
+    Operator(#[from] crate::operator::PlanError),
+    #[error("region {0} has no running operator")]
+    NoOperator(u64),
     #[error("{0} is not supported by this PD")]
     Unsupported(&'static str),
     /// The metadata store failed while serving the request; logged at error level where it
@@ -73,6 +78,8 @@ impl RpcError {
             RpcError::ClusterIdMismatch { .. }
             | RpcError::StoreNotFound(_)
             | RpcError::Unsupported(_)
+            | RpcError::Operator(_)
+            | RpcError::NoOperator(_)
             | RpcError::Storage(_) => pdpb::ErrorType::Unknown,
         };
         pdpb::Error { r#type: kind as i32, message: self.to_string() }

@@ -31,6 +31,9 @@ pub struct RegionInfo {
     pub term: u64,
     pub approximate_size: u64,
     pub approximate_keys: u64,
+    /// Peers the leader's last heartbeat named as not caught up (a new peer waiting for its
+    /// snapshot); soft state.
+    pub pending_peers: Vec<metapb::Peer>,
 }
 
 /// Why an update was not applied.

@@ -682,3 +682,154 @@ async fn http_api_lists_regions_and_stores() {
     drop(c);
     pd.shutdown().await;
 }
+
+/// One HTTP/1.1 request with an optional body; returns (status line, body).
+fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// Operators over the HTTP API: created and checked against the region, dispatched on the
+/// leader's heartbeats until the heartbeats show them done, cancelled; bad requests refused
+/// with the HTTP status and reason the API documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_are_dispatched_on_heartbeats_until_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = start(dir.path(), 3).await;
+    let (mut c, stores, region) = bootstrapped(&pd).await;
+    for &store_id in &stores {
+        let stats = pdpb::StoreStats { store_id, ..Default::default() };
+        let req = pdpb::StoreHeartbeatRequest {
+            header: header(&pd),
+            stats: Some(stats),
+            ..Default::default()
+        };
+        c.store_heartbeat(req).await.unwrap();
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = c.region_heartbeat(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    // With no operator, PD answers nothing; the heartbeat makes peer 0 the known leader.
+    // (GetRegion answers the first peer before any heartbeat, so the wait reads the HTTP
+    // API, which shows only a reported leader.)
+    tx.send(heartbeat(&pd, &region, 0, 1)).await.unwrap();
+    let addr = pd.addr();
+    let want = region.peers[0].id;
+    wait_until("leader from heartbeat", || async move {
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/pd/api/v1/regions"))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["regions"][0]["leader"]["id"] == want
+    })
+    .await;
+
+    let rid = region.id;
+    let to = region.peers[2].clone();
+    let post = |body: String| {
+        tokio::task::spawn_blocking(move || http(addr, "POST", "/pd/api/v1/operators", &body))
+    };
+    let call = |method: &'static str, path: String| {
+        tokio::task::spawn_blocking(move || http(addr, method, &path, ""))
+    };
+    let created = post(format!(
+        r#"{{"name": "transfer-leader", "region_id": {rid}, "to_store_id": {}}}"#,
+        to.store_id
+    ))
+    .await
+    .unwrap();
+    assert!(created.0.contains("200"), "{created:?}");
+    let op: serde_json::Value = serde_json::from_str(&created.1).unwrap();
+    assert_eq!(op["status"], "running");
+    assert_eq!(op["kind"], "transfer-leader");
+
+    // A second operator for the region waits for the first.
+    let busy = post(format!(
+        r#"{{"name": "remove-peer", "region_id": {rid}, "store_id": {}}}"#,
+        stores[1]
+    ))
+    .await
+    .unwrap();
+    assert!(busy.0.contains("409") && busy.1.contains("cancel it first"), "{busy:?}");
+
+    // The next heartbeat is answered with the step's command, addressed to the leader.
+    tx.send(heartbeat(&pd, &region, 0, 1)).await.unwrap();
+    let resp = tokio::time::timeout(DEADLINE, responses.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.region_id, rid);
+    assert_eq!(resp.target_peer.as_ref(), Some(&region.peers[0]));
+    assert_eq!(resp.region_epoch, region.region_epoch);
+    assert_eq!(resp.transfer_leader.unwrap().peer, Some(to.clone()));
+
+    // The new leader's heartbeat shows it done.
+    tx.send(heartbeat(&pd, &region, 2, 2)).await.unwrap();
+    wait_until("the operator to succeed", || {
+        let call = call("GET", format!("/pd/api/v1/operators/{rid}"));
+        async move { call.await.unwrap().1.contains(r#""status":"success""#) }
+    })
+    .await;
+    let running = call("GET", "/pd/api/v1/operators".into()).await.unwrap();
+    assert!(running.1.contains(r#""count":0"#), "{running:?}");
+    let records = call("GET", "/pd/api/v1/operators/records".into()).await.unwrap();
+    assert!(records.1.contains(r#""count":1"#), "{records:?}");
+
+    // Cancel: the operator ends `canceled`; a second cancel finds nothing to cancel.
+    let created = post(format!(
+        r#"{{"name": "transfer-leader", "region_id": {rid}, "to_store_id": {}}}"#,
+        stores[0]
+    ))
+    .await
+    .unwrap();
+    assert!(created.0.contains("200"), "{created:?}");
+    let canceled = call("DELETE", format!("/pd/api/v1/operators/{rid}")).await.unwrap();
+    assert!(canceled.1.contains(r#""status":"canceled""#), "{canceled:?}");
+    let again = call("DELETE", format!("/pd/api/v1/operators/{rid}")).await.unwrap();
+    assert!(again.0.contains("404") && again.1.contains("no running operator"), "{again:?}");
+
+    // Refusals.
+    let cases = [
+        ("{", "400", "bad operator body"),
+        (r#"{"name": "merge-region", "region_id": 1}"#, "400", "unknown operator"),
+        (r#"{"name": "add-peer", "region_id": 1, "store": 2}"#, "400", "unknown field"),
+        (
+            r#"{"name": "add-peer", "region_id": 999999, "store_id": 2}"#,
+            "404",
+            "region 999999 not found",
+        ),
+        (
+            &*format!(r#"{{"name": "add-peer", "region_id": {rid}, "store_id": 77}}"#),
+            "400",
+            "max-replicas",
+        ),
+        (
+            &*format!(r#"{{"name": "remove-peer", "region_id": {rid}, "store_id": 77}}"#),
+            "400",
+            "has no peer on store 77",
+        ),
+        (&*format!(r#"{{"name": "remove-peer", "region_id": {rid}}}"#), "400", "needs a store"),
+    ];
+    for (body, status, reason) in cases {
+        let got = post(body.to_string()).await.unwrap();
+        assert!(got.0.contains(status) && got.1.contains(reason), "{body}: {got:?}");
+    }
+    let huge = post(format!(r#"{{"name": "{}"}}"#, "x".repeat(pd_server::HTTP_BODY_BYTES_MAX)))
+        .await
+        .unwrap();
+    assert!(huge.0.contains("413"), "{huge:?}");
+    let bad_id = call("GET", "/pd/api/v1/operators/abc".into()).await.unwrap();
+    assert!(bad_id.0.contains("400"), "{bad_id:?}");
+    let bad_method = call("PUT", "/pd/api/v1/operators".into()).await.unwrap();
+    assert!(bad_method.0.contains("405"), "{bad_method:?}");
+    drop(tx);
+    drop(c);
+    pd.shutdown().await;
+}

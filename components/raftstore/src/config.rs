@@ -81,6 +81,15 @@ pub struct Config {
     /// meanwhile if the leader stepped down).
     pub leader_transfer_max_log_lag: u64,
 
+    /// How often a peer that does not lead checks whether it still hears a leader
+    /// (`peer/stale.rs`).
+    pub peer_stale_state_check_interval: ReadableDuration,
+    /// A peer that heard no leader for this long is counted and logged as leader-missing.
+    pub abnormal_leader_missing_duration: ReadableDuration,
+    /// A peer that heard no leader for this long asks PD whether it is still a member, and
+    /// destroys itself if PD's newer region no longer lists it.
+    pub max_leader_missing_duration: ReadableDuration,
+
     /// How often a leader considers checking whether its region should split.
     pub split_region_check_tick_interval: ReadableDuration,
     /// A leader checks its region's size only after this many bytes were written to it since
@@ -152,6 +161,10 @@ impl Default for Config {
             raft_log_gc_size_limit: None,
             raft_log_reserve_max_ticks: 6,
             leader_transfer_max_log_lag: 128,
+            // TiKV's values.
+            peer_stale_state_check_interval: ReadableDuration::minutes(5),
+            abnormal_leader_missing_duration: ReadableDuration::minutes(10),
+            max_leader_missing_duration: ReadableDuration::minutes(2 * 60),
             split_region_check_tick_interval: ReadableDuration::secs(10),
             region_split_check_diff: None,
             right_derive_when_split: true,
@@ -227,6 +240,11 @@ impl Config {
         self.in_base_ticks(self.raft_log_gc_tick_interval)
     }
 
+    /// Raft base ticks between two stale-state checks (at least 1).
+    pub fn peer_stale_state_check_ticks(&self) -> u64 {
+        self.in_base_ticks(self.peer_stale_state_check_interval)
+    }
+
     /// Raft base ticks between two split-check ticks (at least 1).
     pub fn split_check_ticks(&self) -> u64 {
         self.in_base_ticks(self.split_region_check_tick_interval)
@@ -293,6 +311,26 @@ impl Config {
         }
         if self.raft_log_gc_size_limit.is_some_and(|s| s.as_bytes() == 0) {
             return Err(ConfigError::invalid("raft-log-gc-size-limit", "must be positive"));
+        }
+        if self.peer_stale_state_check_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                "peer-stale-state-check-interval",
+                "must be positive",
+            ));
+        }
+        if self.abnormal_leader_missing_duration < self.peer_stale_state_check_interval {
+            return Err(ConfigError::conflict(
+                "abnormal-leader-missing-duration",
+                "peer-stale-state-check-interval",
+                "a peer must be checked at least once before its leader counts as missing",
+            ));
+        }
+        if self.max_leader_missing_duration < self.abnormal_leader_missing_duration {
+            return Err(ConfigError::conflict(
+                "max-leader-missing-duration",
+                "abnormal-leader-missing-duration",
+                "a missing leader is reported before the peer asks PD whether it is stale",
+            ));
         }
         if self.split_region_check_tick_interval.is_zero() {
             return Err(ConfigError::invalid(

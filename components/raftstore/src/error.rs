@@ -37,6 +37,12 @@ pub enum Error {
     /// The proposal's log position was taken by another leader's entry; it was not applied.
     #[error("stale command: its entry was overwritten by a newer leader")]
     StaleCommand,
+    /// The command was proposed, but this peer can no longer tell whether it applied: its log
+    /// was replaced by a snapshot that may include the entry, or the peer was destroyed while
+    /// the entry may still commit on the others. Never answered for a command known not to
+    /// have applied (that is `StaleCommand`, `NotLeader`, ...).
+    #[error("region {0}: the command's outcome is unknown: it may or may not have applied")]
+    Undetermined(RegionId),
     /// A bounded queue is full; retry after a backoff.
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
@@ -108,6 +114,10 @@ impl Error {
                     Some(errorpb::RaftEntryTooLarge { region_id: region_id.get(), entry_size })
             }
             Error::StaleCommand => e.stale_command = Some(errorpb::StaleCommand {}),
+            Error::Undetermined(_) => {
+                e.undetermined_result =
+                    Some(errorpb::UndeterminedResult { message: e.message.clone() })
+            }
             Error::ServerIsBusy(reason) => {
                 e.server_is_busy = Some(errorpb::ServerIsBusy { reason, ..Default::default() })
             }

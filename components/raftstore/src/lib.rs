@@ -17,6 +17,7 @@ pub mod pd;
 pub mod peer;
 pub mod region_snapshot;
 pub mod snap;
+pub mod snap_apply;
 pub mod snap_gen;
 pub mod split;
 pub mod stats;
@@ -29,7 +30,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::Config;
 pub use error::{Error, Result, StartError};
 pub use msg::{PeerMsg, RaftCommand, SplitSource, StoreMsg};
-pub use pd::{PdError, PdHandle, RegionHeartbeat, SplitIdsCallback};
+pub use pd::{
+    operator_command, OperatorError, PdError, PdHandle, RegionCallback, RegionHeartbeat,
+    SplitIdsCallback,
+};
 pub use peer::storage::{Engines, RAFT_INIT_LOG_INDEX, RAFT_INIT_LOG_TERM};
 pub use region_snapshot::RegionSnapshot;
 pub use snap::{SnapKey, SnapManager};

@@ -68,6 +68,11 @@ pub enum PeerMsg<S> {
         callback: Callback<S>,
         source: SplitSource,
     },
+    /// PD's answer to a peer that heard no leader for long: the region as PD knows it
+    /// (`peer::stale`).
+    StaleCheckResult {
+        pd_region: metapb::Region,
+    },
     /// What the split checker measured, and where it would split (empty: nowhere).
     SplitCheckResult {
         region_epoch: metapb::RegionEpoch,
@@ -101,6 +106,9 @@ impl<S> fmt::Debug for PeerMsg<S> {
             }
             PeerMsg::SplitRegion { split_keys, source, .. } => {
                 write!(f, "SplitRegion({} keys, {source:?})", split_keys.len())
+            }
+            PeerMsg::StaleCheckResult { pd_region } => {
+                write!(f, "StaleCheckResult({:?})", pd_region.region_epoch)
             }
             PeerMsg::SplitCheckResult { split_keys, approximate_size, .. } => {
                 write!(f, "SplitCheckResult({} keys, {approximate_size} bytes)", split_keys.len())

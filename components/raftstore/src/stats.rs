@@ -96,6 +96,9 @@ struct Inner {
     raft_messages_dropped: [AtomicU64; DroppedMessage::ALL.len()],
     snapshots_generated: AtomicU64,
     snapshots_applied: AtomicU64,
+    leader_missing: AtomicU64,
+    stale_peer_checks: AtomicU64,
+    stale_peers_destroyed: AtomicU64,
     /// Live [`LeaderGuard`]s.
     leaders: AtomicU64,
 }
@@ -145,6 +148,12 @@ pub struct StoreStatsSnapshot {
     pub snapshots_generated: u64,
     /// Snapshots this store's peers applied.
     pub snapshots_applied: u64,
+    /// Times a peer found it had heard no leader for `abnormal-leader-missing-duration`.
+    pub leader_missing: u64,
+    /// Times a peer silent past `max-leader-missing-duration` asked PD whether it is stale.
+    pub stale_peer_checks: u64,
+    /// Peers destroyed because PD's region no longer listed them.
+    pub stale_peers_destroyed: u64,
 }
 
 impl StoreStatsSnapshot {
@@ -172,6 +181,9 @@ impl StoreStatsSnapshot {
             raft_messages_dropped,
             snapshots_generated,
             snapshots_applied,
+            leader_missing,
+            stale_peer_checks,
+            stale_peers_destroyed,
         } = self;
         let buckets = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(a, b)| a - b).collect();
         StoreStatsSnapshot {
@@ -195,6 +207,9 @@ impl StoreStatsSnapshot {
             raft_messages_dropped: buckets(raft_messages_dropped, &before.raft_messages_dropped),
             snapshots_generated: snapshots_generated - before.snapshots_generated,
             snapshots_applied: snapshots_applied - before.snapshots_applied,
+            leader_missing: leader_missing - before.leader_missing,
+            stale_peer_checks: stale_peer_checks - before.stale_peer_checks,
+            stale_peers_destroyed: stale_peers_destroyed - before.stale_peers_destroyed,
         }
     }
 }
@@ -284,6 +299,18 @@ impl StoreStats {
         self.inner.snapshots_applied.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_leader_missing(&self) {
+        self.inner.leader_missing.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_stale_peer_check(&self) {
+        self.inner.stale_peer_checks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_stale_peer_destroyed(&self) {
+        self.inner.stale_peers_destroyed.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_message_dropped(&self, why: DroppedMessage) {
         self.inner.raft_messages_dropped[why.index()].fetch_add(1, Ordering::Relaxed);
     }
@@ -321,6 +348,9 @@ impl StoreStats {
             raft_messages_dropped: i.raft_messages_dropped.iter().map(load).collect(),
             snapshots_generated: load(&i.snapshots_generated),
             snapshots_applied: load(&i.snapshots_applied),
+            leader_missing: load(&i.leader_missing),
+            stale_peer_checks: load(&i.stale_peer_checks),
+            stale_peers_destroyed: load(&i.stale_peers_destroyed),
         }
     }
 }

@@ -42,11 +42,11 @@ pub trait Transport: Send + Clone + 'static {
     fn flush(&mut self);
 }
 
-/// The snapshot files a `MsgSnapshot` message names: its key and the files' meta, for a
-/// transport to send with it. `None` if the message is not a well-formed region snapshot.
+/// The snapshot files a `MsgSnapshot` message names: its key, the files' meta and the region
+/// they hold, for a transport to send or receive with it. `None` if the message is not a well-formed region snapshot.
 pub fn snapshot_files(
     msg: &RaftMessage,
-) -> Option<(crate::snap::SnapKey, proto::raft_serverpb::SnapshotMeta)> {
+) -> Option<(crate::snap::SnapKey, proto::raft_serverpb::SnapshotMeta, proto::metapb::Region)> {
     use prost::Message as _;
     use protobuf::Message as _;
     let mut m = raft::eraftpb::Message::default();
@@ -57,5 +57,5 @@ pub fn snapshot_files(
     let snap = m.get_snapshot();
     let data = proto::raft_serverpb::RaftSnapshotData::decode(snap.get_data()).ok()?;
     let key = crate::peer::snapshot_key(util::RegionId(msg.region_id), snap);
-    Some((key, data.meta?))
+    Some((key, data.meta?, data.region?))
 }

@@ -20,6 +20,8 @@ use tonic::transport::{Channel, Endpoint};
 
 const BACKOFF_START: Duration = Duration::from_millis(2);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How long a split waits for PD to route its new regions before it returns anyway.
+const PD_ROUTING_WAIT: Duration = Duration::from_secs(10);
 /// The server's scan limit (TiKV's, which the official client enforces too).
 const SCAN_PAGE_MAX: u32 = 10_240;
 
@@ -113,7 +115,8 @@ impl RawClient {
         let deadline = Instant::now() + self.timeout;
         let mut backoff = BACKOFF_START;
         let mut attempts = 0;
-        let mut last = errorpb::Error::default();
+        // The last answer: a region error, or a store that could not be reached.
+        let mut last: Option<Error> = None;
         while Instant::now() < deadline {
             attempts += 1;
             let info = match self.region_for_key(key).await {
@@ -156,18 +159,23 @@ impl RawClient {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                     }
-                    last = e;
+                    last = Some(Error::Region { attempts, last: Box::new(e) });
                 }
-                Err(Error::Grpc(_) | Error::Store { .. }) => {
+                Err(e @ (Error::Grpc(_) | Error::Store { .. })) => {
                     // The store may be down: ask PD again and try another peer.
                     self.invalidate(info.region.id, Some(leader.store_id));
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
+                    last = Some(e);
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Region { attempts, last: Box::new(last) })
+        Err(match last {
+            Some(Error::Region { last, .. }) => Error::Region { attempts, last },
+            Some(e) => e,
+            None => Error::Region { attempts, last: Box::default() },
+        })
     }
 
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -215,8 +223,7 @@ impl RawClient {
     ) -> Result<Vec<metapb::Region>> {
         let first = keys.first().ok_or_else(|| Error::Server("no split key".into()))?.clone();
         // Fresh routing: a split is rarely repeated, and a stale cache would only cost a retry.
-        let info =
-            self.pd.get_region(&first).await?.ok_or_else(|| Error::NoRegion(first.clone()))?;
+        let info = self.region_from_pd(&first).await?;
         if let Some(id) = region_id {
             if info.region.id != id {
                 let Some(r) = self.pd.get_region_by_id(id).await? else {
@@ -240,34 +247,77 @@ impl RawClient {
                 info.region.end_key.escape_ascii()
             )));
         }
-        self.with_leader(&first, |mut c, ctx, _| {
-            let req = kvrpcpb::SplitRegionRequest {
-                context: Some(ctx),
-                split_keys: keys.clone(),
-                is_raw_kv: true,
-                ..Default::default()
-            };
-            async move {
-                match c.split_region(req).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        Ok(match r.region_error {
-                            Some(e) => Attempt::Retry(e),
-                            None => Attempt::Done(r.regions),
-                        })
+        let regions = self
+            .with_leader(&first, |mut c, ctx, _| {
+                let req = kvrpcpb::SplitRegionRequest {
+                    context: Some(ctx),
+                    split_keys: keys.clone(),
+                    is_raw_kv: true,
+                    ..Default::default()
+                };
+                async move {
+                    match c.split_region(req).await {
+                        Ok(r) => {
+                            let r = r.into_inner();
+                            Ok(match r.region_error {
+                                Some(e) => Attempt::Retry(e),
+                                None => Attempt::Done(r.regions),
+                            })
+                        }
+                        // The request itself is wrong, or PD cannot allocate ids: final.
+                        Err(s)
+                            if s.code() == tonic::Code::InvalidArgument
+                                || s.code() == tonic::Code::Unavailable =>
+                        {
+                            Err(Error::Server(s.message().to_owned()))
+                        }
+                        Err(s) => Err(Error::Grpc(s)),
                     }
-                    // The request itself is wrong, or PD cannot allocate ids: final.
-                    Err(s)
-                        if s.code() == tonic::Code::InvalidArgument
-                            || s.code() == tonic::Code::Unavailable =>
-                    {
-                        Err(Error::Server(s.message().to_owned()))
-                    }
-                    Err(s) => Err(Error::Grpc(s)),
+                }
+            })
+            .await?;
+        self.wait_for_pd_routing(&regions).await;
+        Ok(regions)
+    }
+
+    /// PD's region for `key`, waiting out a hole in its routing: between a split and the
+    /// reports of its regions PD may know no region for a key (the parent's shrunk range
+    /// arrived first). Waits at most the client's timeout.
+    async fn region_from_pd(&self, key: &[u8]) -> Result<RegionInfo> {
+        let deadline = Instant::now() + self.timeout;
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.pd.get_region(key).await? {
+                Some(info) => return Ok(info),
+                None if Instant::now() + backoff >= deadline => {
+                    return Err(Error::NoRegion(key.to_vec()))
+                }
+                None => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
-        })
-        .await
+        }
+    }
+
+    /// Waits (at most [`PD_ROUTING_WAIT`]) until PD routes every region of a finished split
+    /// at its new epoch, so that the next command (`region list`, another split naming one of
+    /// them) sees what the split made. The split is done either way: the store reports it to
+    /// PD in the background, and a late report only delays routing.
+    async fn wait_for_pd_routing(&self, regions: &[metapb::Region]) {
+        let deadline = Instant::now() + PD_ROUTING_WAIT;
+        let mut backoff = BACKOFF_START;
+        for region in regions {
+            let version = region.region_epoch.as_ref().map_or(0, |e| e.version);
+            while Instant::now() < deadline {
+                let known = self.pd.get_region_by_id(region.id).await.ok().flatten();
+                if known.and_then(|i| i.region.region_epoch).is_some_and(|e| e.version >= version) {
+                    break;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<()> {

@@ -3,6 +3,7 @@
 //! the first region, heartbeats) and the status port (`/metrics`, `/status`). Async (tokio)
 //! lives here and above, never below.
 
+pub mod fault;
 pub mod latch;
 pub mod metrics;
 pub mod node;

@@ -236,7 +236,7 @@ struct StoreCollector {
 
 /// (name, help, variable labels) of every family [`StoreCollector`] exports, in the order
 /// `collect` builds them.
-const STORE_FAMILIES: [(&str, &str, &[&str]); 20] = [
+const STORE_FAMILIES: [(&str, &str, &[&str]); 23] = [
     (
         "regionstore_raftstore_proposals_total",
         "Client commands proposed to raft, counted when the poll round's raft write is synced.",
@@ -315,6 +315,21 @@ const STORE_FAMILIES: [(&str, &str, &[&str]); 20] = [
         &[],
     ),
     ("regionstore_raftstore_snapshots_applied_total", "Region snapshots this store's peers applied.", &[]),
+    (
+        "regionstore_raftstore_leader_missing_total",
+        "Times a peer had heard no leader for abnormal-leader-missing-duration.",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_stale_peer_checks_total",
+        "Times a peer silent past max-leader-missing-duration asked PD whether it is still a member.",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_stale_peers_destroyed_total",
+        "Peers destroyed because PD's newer region no longer listed them.",
+        &[],
+    ),
     ("regionstore_raftstore_regions", "Regions with a peer on this store.", &[]),
     ("regionstore_raftstore_leaders", "Regions whose peer on this store is the raft leader.", &[]),
 ];
@@ -388,6 +403,9 @@ impl Collector for StoreCollector {
             ),
             (MetricType::COUNTER, vec![counter(s.snapshots_generated, None)]),
             (MetricType::COUNTER, vec![counter(s.snapshots_applied, None)]),
+            (MetricType::COUNTER, vec![counter(s.leader_missing, None)]),
+            (MetricType::COUNTER, vec![counter(s.stale_peer_checks, None)]),
+            (MetricType::COUNTER, vec![counter(s.stale_peers_destroyed, None)]),
             (MetricType::GAUGE, vec![gauge(regions)]),
             (MetricType::GAUGE, vec![gauge(leaders)]),
         ];

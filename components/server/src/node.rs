@@ -140,6 +140,7 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
         let snap_mgr = raftstore::SnapManager::new(
             cfg.snap_dir.clone(),
             &raft_cfg,
+            EK::sst_key_range,
             logger.new(slog::o!("worker" => "snap")),
         )
         .map_err(|e| Error::Start(raftstore::StartError::Snapshots(e)))?;
@@ -168,7 +169,7 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
         let metrics = Arc::new(Metrics::new(system.stats().clone(), meta.clone()));
         let storage = Storage::new(router.clone(), cfg.limits.clone());
         let service =
-            Service::new(storage, router.clone(), snap_mgr, metrics.grpc(), logger.clone());
+            Service::new(storage, router.clone(), snap_mgr.clone(), metrics.grpc(), logger.clone());
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = oneshot::channel();
         // `Server::tcp_nodelay` applies only to listeners tonic binds itself; ours must set it
@@ -193,7 +194,16 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
             let status = StatusService::new(info, metrics, system.stats().clone(), meta.clone());
             crate::status::spawn(listener, Arc::new(status), stop_rx.clone(), logger.clone());
         }
-        spawn_heartbeats(&cfg, store_id, pd, meta.clone(), stop_rx, logger.clone());
+        if let Some(operators) = pd.take_operator_receiver() {
+            crate::pd_worker::spawn_operator_executor(
+                operators,
+                router.clone(),
+                stop_rx.clone(),
+                logger.clone(),
+            );
+        }
+        let sources = HeartbeatSources { meta: meta.clone(), snaps: snap_mgr };
+        spawn_heartbeats(&cfg, store_id, pd, sources, stop_rx, logger.clone());
         info!(logger, "store is serving"; "addr" => %local_addr, "advertise" => advertise, "status_addr" => ?status_addr);
         Ok(Node {
             store_id,
@@ -317,12 +327,19 @@ impl<EK: KvEngine, ER: RaftEngine> Node<EK, ER> {
     }
 }
 
-/// The store heartbeat. (Region heartbeats come from the leaders' peers on their tick.)
+/// What the store heartbeat reports.
+struct HeartbeatSources {
+    meta: Arc<Mutex<StoreMeta>>,
+    snaps: raftstore::SnapManager,
+}
+
+/// The store heartbeat: regions, snapshots being sent and received. (Region heartbeats come from
+/// the leaders' peers on their tick.)
 fn spawn_heartbeats(
     cfg: &NodeConfig,
     store_id: StoreId,
     pd: Arc<PdClient>,
-    meta: Arc<Mutex<StoreMeta>>,
+    sources: HeartbeatSources,
     stop: watch::Receiver<bool>,
     logger: Logger,
 ) {
@@ -336,9 +353,12 @@ fn spawn_heartbeats(
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = store_tick.tick() => {
+                    let (sending, receiving) = sources.snaps.in_flight();
                     let stats = pdpb::StoreStats {
                         store_id: store_id.get(),
-                        region_count: meta.lock().region_count() as u32,
+                        region_count: sources.meta.lock().region_count() as u32,
+                        sending_snap_count: sending as u32,
+                        receiving_snap_count: receiving as u32,
                         start_time: start,
                         ..Default::default()
                     };

@@ -32,6 +32,8 @@ use tokio::sync::mpsc;
 use tonic::transport::Endpoint;
 use util::StoreId;
 
+use crate::fault;
+
 const BATCH_MSGS_MAX: usize = 4096;
 const QUEUE_BATCHES_MAX: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -53,6 +55,8 @@ struct Shared {
     snap_mgr: SnapManager,
     runtime: Handle,
     dropped_batches: AtomicU64,
+    /// Batches and snapshots dropped by an injected partition (`fault::DROP_RAFT_TO`).
+    fault_dropped_batches: AtomicU64,
     logger: Logger,
 }
 
@@ -71,6 +75,7 @@ impl RaftClient {
                 snap_mgr,
                 runtime,
                 dropped_batches: AtomicU64::new(0),
+                fault_dropped_batches: AtomicU64::new(0),
                 logger,
             }),
             buffers: HashMap::new(),
@@ -80,6 +85,11 @@ impl RaftClient {
     /// Batches dropped because a destination's queue was full.
     pub fn dropped_batches(&self) -> u64 {
         self.shared.dropped_batches.load(Ordering::Relaxed)
+    }
+
+    /// Batches and snapshots (one each) dropped by an injected partition (`fault`).
+    pub fn fault_dropped_batches(&self) -> u64 {
+        self.shared.fault_dropped_batches.load(Ordering::Relaxed)
     }
 
     fn is_unreachable(&self, store_id: u64) -> bool {
@@ -110,9 +120,11 @@ impl Transport for RaftClient {
         let shared = self.shared.clone();
         self.shared.runtime.spawn(async move {
             let to = msg.to_peer.as_ref().map_or(0, |p| p.store_id);
+            let started = std::time::Instant::now();
             match send_snapshot(&shared, msg).await {
                 Ok(bytes) => {
-                    info!(shared.logger, "snapshot sent"; "to_store" => to, "bytes" => bytes);
+                    info!(shared.logger, "snapshot sent"; "to_store" => to, "bytes" => bytes,
+                        "duration_ms" => started.elapsed().as_millis() as u64);
                     done(true);
                 }
                 Err(e) => {
@@ -129,6 +141,10 @@ impl Transport for RaftClient {
                 continue;
             }
             let batch = BatchRaftMessage { msgs: std::mem::take(buf) };
+            if fault::raft_dropped_to(*store_id) {
+                self.shared.fault_dropped_batches.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             let mut conns = self.shared.conns.lock();
             let conn =
                 conns.entry(*store_id).or_insert_with(|| spawn_conn(&self.shared, *store_id));
@@ -146,7 +162,11 @@ impl Transport for RaftClient {
 /// second per MiB, whichever is longer. Returns the bytes sent.
 async fn send_snapshot(shared: &Shared, msg: RaftMessage) -> Result<u64, String> {
     let to = msg.to_peer.as_ref().map_or(0, |p| p.store_id);
-    let (key, _) = raftstore::transport::snapshot_files(&msg).ok_or("not a region snapshot")?;
+    if fault::raft_dropped_to(to) {
+        shared.fault_dropped_batches.fetch_add(1, Ordering::Relaxed);
+        return Err("dropped by an injected partition".into());
+    }
+    let (key, _, _) = raftstore::transport::snapshot_files(&msg).ok_or("not a region snapshot")?;
     let reader = shared.snap_mgr.reader(key, SNAP_CHUNK_BYTES).map_err(|e| e.to_string())?;
     let bytes = reader.total_bytes();
     let deadline = SNAP_SEND_TIMEOUT_MIN.max(Duration::from_secs(bytes >> 20));

@@ -19,6 +19,7 @@ use raftstore::{snap, RaftRouter, SnapManager};
 use slog::{debug, Logger};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::fault;
 use crate::metrics::{GrpcMetrics, RpcMethod, RpcResult, RpcTimer};
 use crate::storage::{Error, Storage};
 
@@ -57,6 +58,9 @@ impl<EK: KvEngine, ER: RaftEngine> Service<EK, ER> {
 }
 
 fn ctx(c: &Option<Context>) -> Result<Context, Error> {
+    if fault::kv_refused() {
+        return Err(Error::Unavailable("fault injected: request refused".into()));
+    }
     c.clone().ok_or_else(|| Error::Invalid("request without a context".into()))
 }
 
@@ -93,6 +97,9 @@ fn respond<T: RawResponse, V>(
         Err(Error::Region(_)) => RpcResult::RegionError,
         Err(Error::Invalid(_) | Error::Engine(_) | Error::Unavailable(_)) => RpcResult::Error,
     });
+    if fault::kv_response_lost() {
+        return Err(Status::unavailable("fault injected: response lost"));
+    }
     let mut resp = T::default();
     match res {
         Ok(v) => fill(&mut resp, v),
@@ -364,8 +371,8 @@ impl<EK: KvEngine, ER: RaftEngine> Tikv for Service<EK, ER> {
     }
 
     /// A snapshot from another store: the first chunk carries the raft message, the rest the
-    /// files' bytes in the meta's order. The files are received and checked (sizes, crc32)
-    /// before the message is handed to the peer; a stream that breaks, lies about its sizes
+    /// files' bytes in the meta's order. The files are received and checked (sizes, crc32,
+    /// keys inside the region) before the message is handed to the peer; a stream that breaks, lies about its sizes
     /// or stalls longer than `SNAP_CHUNK_WAIT_MAX` leaves nothing behind. Beyond
     /// `concurrent-recv-snap-limit` streams the answer is RESOURCE_EXHAUSTED (the sender
     /// retries later).
@@ -380,9 +387,9 @@ impl<EK: KvEngine, ER: RaftEngine> Tikv for Service<EK, ER> {
         let msg = first
             .message
             .ok_or_else(|| Status::invalid_argument("the first chunk carries no raft message"))?;
-        let (key, meta) = raftstore::transport::snapshot_files(&msg)
+        let (key, meta, region) = raftstore::transport::snapshot_files(&msg)
             .ok_or_else(|| Status::invalid_argument("the raft message is not a region snapshot"))?;
-        let mut receiver = match self.snap_mgr.receiver(key, &meta) {
+        let mut receiver = match self.snap_mgr.receiver(key, &meta, &region) {
             Ok(r) => Some(r),
             // Received before (a resend): deliver the message again, skip the bytes.
             Err(snap::Error::Exists { .. }) => None,

@@ -4,12 +4,20 @@
 //! |---|---|
 //! | `GET /metrics` | every metric in Prometheus' text format (see `metrics`) |
 //! | `GET /status` | JSON: store id, addresses, version, start time, uptime, region and leader counts |
+//! | `GET /fail` | the failpoints set, one `name=actions` per line (builds with failpoints only) |
+//! | `PUT /fail/<name>` | sets the failpoint's actions to the body, e.g. `return(2,3)` (ditto) |
+//! | `DELETE /fail/<name>` | removes the failpoint (ditto) |
 //! | anything else | `404`, or `405` for another method on a known path |
+//!
+//! The `/fail` paths are how the nemesis harness injects faults into a running store (see
+//! `fault`), as TiKV's status server does; builds without failpoints (release builds) answer
+//! `404` there.
 //!
 //! Limits (a status port must not become a way to hurt the store): at most
 //! [`CONNECTIONS_MAX`] connections at once (more wait in the kernel's accept backlog), one
 //! request per connection (no keep-alive), the request head within [`HEADER_READ_TIMEOUT`],
-//! and the whole connection within [`CONNECTION_TIMEOUT`]. Request bodies are never read.
+//! and the whole connection within [`CONNECTION_TIMEOUT`]. Request bodies are read only for
+//! `PUT /fail/<name>`, at most [`FAIL_BODY_BYTES_MAX`] (`413` beyond).
 //!
 //! Answers are computed per request from shared counters; no request blocks on the raftstore
 //! beyond `StoreMeta`'s lock for the region count.
@@ -21,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Method, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use raftstore::{StoreMeta, StoreStats};
@@ -39,6 +47,8 @@ pub const CONNECTIONS_MAX: usize = 16;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection is closed after this, answered or not.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest failpoint action list accepted by `PUT /fail/<name>`.
+pub const FAIL_BODY_BYTES_MAX: usize = 4096;
 
 /// What `/status` says about the store that does not change while it runs.
 #[derive(Debug, Clone)]
@@ -86,8 +96,12 @@ impl StatusService {
         StatusService { info, metrics, stats, meta }
     }
 
-    /// The answer to `method path`, whatever the connection.
-    pub fn handle(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    /// The answer to `method path` with the request's `body` (empty unless it was read),
+    /// whatever the connection.
+    pub fn handle(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+        if path == "/fail" || path.starts_with("/fail/") {
+            return failpoints(method, &path["/fail".len()..], body);
+        }
         let known = matches!(path, "/metrics" | "/status");
         if !known {
             return plain(StatusCode::NOT_FOUND, "not found; try /metrics or /status\n");
@@ -118,6 +132,46 @@ impl StatusService {
         let mut json = serde_json::to_string(&body).expect("plain fields serialize");
         json.push('\n');
         json
+    }
+}
+
+/// `/fail[/<name>]`: lists, sets or removes failpoints (`rest` is the path after `/fail`).
+fn failpoints(method: &Method, rest: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    if !cfg!(feature = "failpoints") {
+        return plain(StatusCode::NOT_FOUND, "this build has no failpoints\n");
+    }
+    let name = rest.trim_start_matches('/');
+    match (method, name.is_empty()) {
+        (&Method::GET, true) => {
+            let mut list: Vec<String> =
+                fail::list().into_iter().map(|(n, a)| format!("{n}={a}\n")).collect();
+            list.sort();
+            answer(StatusCode::OK, "text/plain; charset=utf-8", list.concat())
+        }
+        (&Method::PUT, false) => {
+            let Ok(actions) = std::str::from_utf8(body) else {
+                return plain(StatusCode::BAD_REQUEST, "actions must be UTF-8\n");
+            };
+            if !crate::fault::is_allowed(name, actions) {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    "only return and off for the network faults (see server::fault)\n",
+                );
+            }
+            match fail::cfg(name, actions.trim()) {
+                Ok(()) => plain(StatusCode::OK, "set\n"),
+                Err(e) => answer(
+                    StatusCode::BAD_REQUEST,
+                    "text/plain; charset=utf-8",
+                    format!("bad actions for {name}: {e}\n"),
+                ),
+            }
+        }
+        (&Method::DELETE, false) => {
+            fail::remove(name);
+            plain(StatusCode::OK, "removed\n")
+        }
+        _ => plain(StatusCode::METHOD_NOT_ALLOWED, "GET /fail, PUT or DELETE /fail/<name>\n"),
     }
 }
 
@@ -184,8 +238,25 @@ async fn serve_connection(
     logger: &Logger,
 ) {
     let handler = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let resp = service.handle(req.method(), req.uri().path());
-        async move { Ok::<_, Infallible>(resp) }
+        let service = service.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let path = parts.uri.path();
+            let body = if parts.method == Method::PUT && path.starts_with("/fail/") {
+                match Limited::new(body, FAIL_BODY_BYTES_MAX).collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) if e.is::<LengthLimitError>() => {
+                        let too_big = plain(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+                        return Ok::<_, Infallible>(too_big);
+                    }
+                    // The connection broke mid-body: nothing is set.
+                    Err(_) => return Ok(plain(StatusCode::BAD_REQUEST, "incomplete body\n")),
+                }
+            } else {
+                Bytes::new()
+            };
+            Ok(service.handle(&parts.method, path, &body))
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -202,8 +273,6 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
-
-    use http_body_util::BodyExt;
 
     use super::*;
 
@@ -231,7 +300,7 @@ mod tests {
     async fn routes() {
         let (s, stats) = service();
         let _leader = stats.leader_guard();
-        let r = s.handle(&Method::GET, "/status");
+        let r = s.handle(&Method::GET, "/status", &[]);
         assert_eq!(r.status(), StatusCode::OK);
         let v: serde_json::Value = serde_json::from_str(&body(r).await).unwrap();
         assert_eq!(v["store_id"], 7);
@@ -239,16 +308,41 @@ mod tests {
         assert_eq!(v["region_count"], 0);
         assert_eq!(v["version"], "0.1.0");
 
-        let r = s.handle(&Method::GET, "/metrics");
+        let r = s.handle(&Method::GET, "/metrics", &[]);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], TEXT_CONTENT_TYPE);
         assert!(body(r).await.contains("regionstore_raftstore_leaders 1"));
 
-        assert_eq!(s.handle(&Method::GET, "/nope").status(), StatusCode::NOT_FOUND);
-        assert_eq!(s.handle(&Method::POST, "/nope").status(), StatusCode::NOT_FOUND);
-        let r = s.handle(&Method::POST, "/metrics");
+        assert_eq!(s.handle(&Method::GET, "/nope", &[]).status(), StatusCode::NOT_FOUND);
+        assert_eq!(s.handle(&Method::POST, "/nope", &[]).status(), StatusCode::NOT_FOUND);
+        let r = s.handle(&Method::POST, "/metrics", &[]);
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
+    }
+
+    /// Failpoints are listed, set and removed (in builds that have them; others answer 404).
+    #[tokio::test]
+    async fn failpoint_routes() {
+        let (s, _) = service();
+        const NAME: &str = "server::status::test_only";
+        let put = s.handle(&Method::PUT, &format!("/fail/{NAME}"), b"return(2,3)");
+        if !cfg!(feature = "failpoints") {
+            assert_eq!(put.status(), StatusCode::NOT_FOUND);
+            return;
+        }
+        assert_eq!(put.status(), StatusCode::OK);
+        let list = body(s.handle(&Method::GET, "/fail", &[])).await;
+        assert!(list.contains(&format!("{NAME}=return(2,3)\n")), "{list}");
+        let bad = s.handle(&Method::PUT, &format!("/fail/{NAME}"), b"frobnicate(");
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        let blocking =
+            s.handle(&Method::PUT, &format!("/fail/{}", crate::fault::REFUSE_KV), b"pause");
+        assert_eq!(blocking.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(s.handle(&Method::POST, "/fail", &[]).status(), StatusCode::METHOD_NOT_ALLOWED);
+        let del = s.handle(&Method::DELETE, &format!("/fail/{NAME}"), &[]);
+        assert_eq!(del.status(), StatusCode::OK);
+        let list = body(s.handle(&Method::GET, "/fail", &[])).await;
+        assert!(!list.contains(NAME), "{list}");
     }
 
     /// A real HTTP/1.1 exchange: status line, Content-Length, the connection closed after it.

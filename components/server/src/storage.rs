@@ -79,6 +79,7 @@ impl From<raftstore::Error> for Error {
             | E::StoreNotMatch { .. }
             | E::RaftEntryTooLarge { .. }
             | E::StaleCommand
+            | E::Undetermined(_)
             | E::ServerIsBusy(_) => Error::Region(e.into_region_error()),
             E::Pd(e) => Error::Unavailable(format!("placement driver: {e}")),
             E::InvalidRequest(m) => Error::Invalid(m),

@@ -9,7 +9,7 @@ use engine_rocks::{
     open_kv_engine, open_kv_engine_losing_unsynced_writes, open_raft_engine, RocksDbConfig,
     RocksEngine, RocksRaftEngine, RocksSnapshot,
 };
-use engine_traits::{Peekable, RaftEngine, CF_DEFAULT, CF_RAFT};
+use engine_traits::{KvEngine, Peekable, RaftEngine, CF_DEFAULT, CF_RAFT};
 use parking_lot::Mutex;
 use proto::errorpb;
 use proto::metapb;
@@ -74,8 +74,20 @@ impl Cluster {
     /// `stores` stores (ids 1..=stores), and regions cut at `split_keys` (sorted), ids 1..,
     /// each with a peer on every store. Nothing runs until [`Cluster::start`].
     pub fn new(stores: u64, split_keys: &[&[u8]], cfg: Config) -> Cluster {
+        Cluster::with_empty_stores(stores, 0, split_keys, cfg)
+    }
+
+    /// As [`Cluster::new`], plus `empty` more stores (ids `stores+1..`) that hold no region:
+    /// they get one when a membership change adds a peer there.
+    pub fn with_empty_stores(
+        stores: u64,
+        empty: u64,
+        split_keys: &[&[u8]],
+        cfg: Config,
+    ) -> Cluster {
         cfg.validate().expect("test config is valid");
-        let store_ids: Vec<u64> = (1..=stores).collect();
+        let region_stores: Vec<u64> = (1..=stores).collect();
+        let store_ids: Vec<u64> = (1..=stores + empty).collect();
         let mut bounds: Vec<Vec<u8>> = vec![vec![]];
         bounds.extend(split_keys.iter().map(|k| k.to_vec()));
         bounds.push(vec![]);
@@ -89,7 +101,7 @@ impl Cluster {
                     start_key: w[0].clone(),
                     end_key: w[1].clone(),
                     region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
-                    peers: store_ids
+                    peers: region_stores
                         .iter()
                         .map(|&s| metapb::Peer {
                             id: peer_id(id, s),
@@ -110,8 +122,10 @@ impl Cluster {
                 .expect("temp dir");
             let engines = open_engines(&dir, false, &logger);
             bootstrap_store(&engines, ClusterId(1), StoreId(s)).expect("bootstrap store");
-            for r in &regions {
-                bootstrap_region(&engines, StoreId(s), r).expect("bootstrap region");
+            if region_stores.contains(&s) {
+                for r in &regions {
+                    bootstrap_region(&engines, StoreId(s), r).expect("bootstrap region");
+                }
             }
             dirs.insert(s, dir);
         }
@@ -203,9 +217,13 @@ impl Cluster {
             system.set_clock(clock.clone());
         }
         let meta = Arc::new(Mutex::new(StoreMeta::new(StoreId(store_id))));
-        let snaps =
-            SnapManager::new(self.dirs[&store_id].path().join("snap"), &self.cfg, logger.clone())
-                .expect("snapshot directory");
+        let snaps = SnapManager::new(
+            self.dirs[&store_id].path().join("snap"),
+            &self.cfg,
+            <RocksEngine as KvEngine>::sst_key_range,
+            logger.clone(),
+        )
+        .expect("snapshot directory");
         self.hub.register(store_id, router.clone(), snaps.clone());
         let transport = SimTransport::new(StoreId(store_id), self.hub.clone());
         let started = system.start(
@@ -678,8 +696,13 @@ impl Cluster {
             };
             match reply.error() {
                 None => Some(Ok(reply.response)),
+                // Busy: the previous membership change is applied (and answered) before the
+                // leader's raft learns it, so a next one may briefly find it in progress.
                 Some(e)
-                    if e.not_leader.is_some() || e.stale_command.is_some() || leader_behind(e) =>
+                    if e.not_leader.is_some()
+                        || e.stale_command.is_some()
+                        || e.server_is_busy.is_some()
+                        || leader_behind(e) =>
                 {
                     self.leader_hints.lock().remove(&region_id);
                     last = Some(e.clone());

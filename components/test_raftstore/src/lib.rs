@@ -7,6 +7,7 @@
 
 mod cluster;
 mod filter;
+pub mod load;
 mod pd;
 mod transport;
 pub mod util;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use proto::{metapb, pdpb};
-use raftstore::{PdError, PdHandle, RegionHeartbeat, SplitIdsCallback};
+use raftstore::{PdError, PdHandle, RegionCallback, RegionHeartbeat, SplitIdsCallback};
 
 pub struct TestPd {
     next_id: AtomicU64,
@@ -94,5 +94,12 @@ impl PdHandle for TestPd {
     fn region_heartbeat(&self, heartbeat: RegionHeartbeat) {
         *self.heartbeats.lock().entry(heartbeat.region.id).or_default() += 1;
         self.record(heartbeat.region);
+    }
+
+    fn get_region_by_id(&self, region_id: u64, done: RegionCallback) {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return done(Err(PdError::Unreachable { reason: "PD is unavailable (test)".into() }));
+        }
+        done(Ok(self.region(region_id)));
     }
 }

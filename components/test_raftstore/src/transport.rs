@@ -51,8 +51,10 @@ impl Hub {
         else {
             return false;
         };
-        let Some((key, meta)) = raftstore::transport::snapshot_files(&msg) else { return false };
-        match dst.receiver(key, &meta) {
+        let Some((key, meta, region)) = raftstore::transport::snapshot_files(&msg) else {
+            return false;
+        };
+        match dst.receiver(key, &meta, &region) {
             Ok(mut receiver) => {
                 let Ok(reader) = src.reader(key, SNAP_CHUNK_BYTES) else { return false };
                 for chunk in reader {

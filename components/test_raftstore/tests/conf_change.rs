@@ -1,14 +1,18 @@
-//! Membership changes: removing, demoting and promoting peers (simple and joint), the
-//! leader's safety checks, and the removed peer's end (tombstone, log and data deleted), also
-//! when it missed its own removal.
+//! Membership changes: adding, removing, demoting and promoting peers (simple and joint, also
+//! under writes), the leader's safety checks (also during a leader transfer), and the removed
+//! peer's end (tombstone, log and data deleted), also when it missed its own removal.
 
 use std::time::Duration;
 
 use proto::metapb::{ConfChangeType, PeerRole};
 use proto::raft_serverpb::PeerState;
+use raft::eraftpb::MessageType;
 use raftstore::{Config, DroppedMessage};
-use test_raftstore::util::{check_range, numbered_key as key, put_range};
-use test_raftstore::{Cluster, IsolateStore};
+use test_raftstore::load::{with_load, Acked};
+use test_raftstore::util::{
+    check_range, header, numbered_key as key, put_range, transfer_leader_cmd,
+};
+use test_raftstore::{Cluster, IsolateStore, MessageTypeFilter};
 use util::wait::wait_for;
 
 const T: Duration = Duration::from_secs(20);
@@ -281,4 +285,164 @@ fn a_tombstone_refuses_stale_messages_and_a_newer_vote_creates_an_uninitialized_
     });
     assert!(cluster.store_meta(gone.store_id).lock().region(1.into()).is_none(), "no range yet");
     cluster.must_put(b"k2", b"v2");
+}
+
+/// A new peer of region 1 on `store_id` (ids as the cluster numbers them).
+fn new_peer(store_id: u64) -> proto::metapb::Peer {
+    proto::metapb::Peer { id: 1000 + store_id, store_id, ..Default::default() }
+}
+
+/// Waits until every acknowledged write is applied on every member of region 1.
+fn must_hold_everywhere(cluster: &Cluster, acked: &[Acked]) {
+    for member in cluster.region(1).peers {
+        for (k, v) in acked {
+            cluster.must_applied_on(member.store_id, k, Some(v));
+        }
+    }
+}
+
+#[test]
+fn peers_added_and_removed_under_writes_lose_no_acknowledged_write() {
+    let mut cluster = Cluster::with_empty_stores(3, 2, &[], Config::for_tests());
+    cluster.start();
+    cluster.must_put(b"k", b"v");
+    let (removed, acked) = with_load(&cluster, 2, 16, |load| {
+        load.wait_more(20);
+        // A learner on a new store catches up, then is promoted.
+        let four = new_peer(4);
+        let r = cluster.change_peer(1, ConfChangeType::AddLearnerNode, four.clone()).unwrap();
+        assert_eq!(role_of(&r, four.id), PeerRole::Learner as i32);
+        // A learner is promoted once it holds the data (the leader counts it healthy).
+        cluster.must_applied_on(four.store_id, b"k", Some(b"v"));
+        load.wait_more(20);
+        let r = cluster.change_peer(1, ConfChangeType::AddNode, four.clone()).unwrap();
+        assert_eq!(role_of(&r, four.id), PeerRole::Voter as i32);
+        // A follower goes; a voter is added directly on another new store.
+        let a = follower(&cluster, &[four.store_id]);
+        cluster.change_peer(1, ConfChangeType::RemoveNode, a.clone()).unwrap();
+        load.wait_more(20);
+        cluster.change_peer(1, ConfChangeType::AddNode, new_peer(5)).unwrap();
+        load.wait_more(20);
+        // The leader goes too: leadership moves first.
+        let old = cluster.wait_leader(1);
+        if old.store_id != four.store_id {
+            cluster.must_transfer_leader(1, &four);
+        }
+        let b = if old.store_id == four.store_id { follower(&cluster, &[5]) } else { old };
+        cluster.change_peer(1, ConfChangeType::RemoveNode, b.clone()).unwrap();
+        load.wait_more(20);
+        [a, b]
+    });
+    let region = cluster.region(1);
+    assert_eq!(region.peers.len(), 3, "{region:?}");
+    assert_eq!(region.region_epoch.unwrap().conf_ver, 1 + 5);
+    must_hold_everywhere(&cluster, &acked);
+    for gone in removed {
+        wait_tombstone(&cluster, gone.store_id);
+        for (k, _) in acked.iter().take(10) {
+            assert_eq!(cluster.get_from_engine(gone.store_id, k), None, "data range deleted");
+        }
+    }
+}
+
+#[test]
+fn joint_consensus_replaces_two_voters_at_once() {
+    let mut cluster = Cluster::with_empty_stores(3, 2, &[], Config::for_tests());
+    cluster.start();
+    put_range(&cluster, 0..20);
+    let (four, five) = (new_peer(4), new_peer(5));
+    let (_, acked) = with_load(&cluster, 2, 16, |load| {
+        for p in [&four, &five] {
+            cluster.change_peer(1, ConfChangeType::AddLearnerNode, p.clone()).unwrap();
+        }
+        for s in [four.store_id, five.store_id] {
+            cluster.must_applied_on(s, &key(19), Some(&19u32.to_be_bytes()));
+        }
+        load.wait_more(20);
+        let a = follower(&cluster, &[4, 5]);
+        let b = follower(&cluster, &[4, 5, a.store_id]);
+        // One joint step: the learners come in as the two followers go out.
+        let joint = cluster
+            .change_peer_v2(
+                1,
+                vec![
+                    (ConfChangeType::AddNode, four.clone()),
+                    (ConfChangeType::AddNode, five.clone()),
+                    (ConfChangeType::AddLearnerNode, a.clone()),
+                    (ConfChangeType::AddLearnerNode, b.clone()),
+                ],
+            )
+            .unwrap();
+        assert_eq!(role_of(&joint, four.id), PeerRole::IncomingVoter as i32);
+        assert_eq!(role_of(&joint, a.id), PeerRole::DemotingVoter as i32);
+        wait_for("the joint state to be left", T, || {
+            let r = cluster.region(1);
+            (role_of(&r, four.id) == PeerRole::Voter as i32
+                && role_of(&r, a.id) == PeerRole::Learner as i32)
+                .then_some(())
+        });
+        load.wait_more(20);
+        // The demoted learners go. Moving no voter, that needs no joint state: one at a time
+        // (a joint change that moves no voter is refused).
+        for gone in [&a, &b] {
+            cluster.change_peer(1, ConfChangeType::RemoveNode, gone.clone()).unwrap();
+        }
+        load.wait_more(20);
+    });
+    let region = cluster.region(1);
+    let stores: Vec<u64> = region.peers.iter().map(|p| p.store_id).collect();
+    assert!(stores.contains(&4) && stores.contains(&5), "{region:?}");
+    assert!(region.peers.iter().all(|p| p.role == PeerRole::Voter as i32), "{region:?}");
+    check_range(&cluster, 0..20);
+    must_hold_everywhere(&cluster, &acked);
+    // The two old voters are gone for good: the new members commit without them.
+    let old: Vec<u64> = (1..=3).filter(|s| !stores.contains(s)).collect();
+    assert_eq!(old.len(), 2);
+    for s in old {
+        wait_tombstone(&cluster, s);
+        cluster.stop_store(s);
+    }
+    cluster.must_put(b"after", b"replacement");
+    cluster.must_get_equal(b"after", b"replacement");
+}
+
+#[test]
+fn a_membership_change_during_a_leader_transfer_is_refused_as_not_leader() {
+    // A transfer is given up after an election timeout: make that 2 s, ample for one request.
+    let cfg = Config { raft_election_timeout_ticks: 200, ..Config::for_tests() };
+    let mut cluster = Cluster::new(3, &[], cfg);
+    cluster.start();
+    put_range(&cluster, 0..5);
+    let leader = cluster.wait_leader(1);
+    let target = follower(&cluster, &[]);
+    cluster.must_applied_on(target.store_id, &key(4), Some(&4u32.to_be_bytes()));
+    // The target never hears that it should campaign: the transfer stays in progress until the
+    // leader gives up on it (an election timeout).
+    let f = cluster.hub.add_filter(MessageTypeFilter(MessageType::MsgTimeoutNow));
+    let region = cluster.region(1);
+    let transfer = transfer_leader_cmd(header(&region, &leader), &target);
+    let other = follower(&cluster, &[target.store_id]);
+    let change = proto::raft_cmdpb::RaftCmdRequest {
+        header: Some(header(&region, &leader)),
+        admin_request: Some(proto::raft_cmdpb::AdminRequest {
+            cmd_type: proto::raft_cmdpb::AdminCmdType::ChangePeer as i32,
+            change_peer: Some(proto::raft_cmdpb::ChangePeerRequest {
+                change_type: ConfChangeType::AddLearnerNode as i32,
+                peer: Some(other),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    // Asked right after the transfer started, well inside the election timeout.
+    let reply = cluster.call_command_on(leader.store_id, transfer, T).unwrap();
+    assert!(reply.error().is_none(), "{:?}", reply.error());
+    let reply = cluster.call_command_on(leader.store_id, change, T).unwrap();
+    let e = reply.error().expect("refused while transferring");
+    assert!(e.not_leader.is_some(), "{e:?}");
+    cluster.hub.remove_filter(f);
+    assert_eq!(cluster.region(1).region_epoch.unwrap().conf_ver, 1, "nothing changed");
+    // The store is fine afterwards: the transfer's end frees the region for writes.
+    put_range(&cluster, 5..10);
+    check_range(&cluster, 0..10);
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use raft::eraftpb::MessageType;
 use raftstore::Config;
+use test_raftstore::load::with_load;
 use test_raftstore::util::{cmd, header, put_req, snap_req, wait_for};
 use test_raftstore::{Cluster, IsolateStore, MessageTypeFilter, PartitionFilter};
 
@@ -174,4 +175,25 @@ fn dropped_append_responses_do_not_lose_writes() {
     cluster.must_put(b"hb", b"lost");
     cluster.hub.remove_filter(f);
     cluster.must_get_equal(b"hb", b"lost");
+}
+
+#[test]
+fn leader_transfers_under_load_keep_every_acknowledged_write_and_reads_see_them() {
+    let cluster = cluster3();
+    cluster.must_put(b"k", b"v");
+    // Each writer reads its write back right after the ack (test_raftstore::load): a deposed
+    // leader still serving from its lease would answer without it.
+    let ((), acked) = with_load(&cluster, 3, 16, |load| {
+        for s in [2, 3, 1, 3, 2, 1] {
+            load.wait_more(10);
+            cluster.must_transfer_leader(1, &cluster.peer_on(1, s));
+        }
+        load.wait_more(10);
+    });
+    for (k, v) in &acked {
+        cluster.must_get_equal(k, v);
+        for s in [1, 2, 3] {
+            cluster.must_applied_on(s, k, Some(v));
+        }
+    }
 }

@@ -120,3 +120,50 @@ fn peer_readded_to_a_store_with_a_tombstone_gets_a_snapshot_and_serves_as_leader
         must_have_range(&cluster, s, 80..90);
     }
 }
+
+#[test]
+fn a_new_peer_gets_a_snapshot_of_a_100_mb_region_and_serves_reads_as_its_leader() {
+    const VALUE: usize = 512 * 1024;
+    const KEYS: u32 = 200; // 100 MiB
+                           // Incompressible (xorshift), so the files hold all 100 MiB.
+    let big = |i: u32| {
+        let mut x = u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..VALUE / 8)
+            .flat_map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()
+            })
+            .collect::<Vec<u8>>()
+    };
+    // One voter holds the data; no split check, so it stays one region.
+    let cfg =
+        Config { split_region_check_tick_interval: ReadableDuration::secs(3600), ..gc_config() };
+    let mut cluster = Cluster::with_empty_stores(1, 1, &[], cfg);
+    cluster.start();
+    for i in 0..KEYS {
+        cluster.must_put(&key(i), &big(i));
+    }
+    wait_for("the log to be compacted", T, || (cluster.truncated_index(1, 1) > 1).then_some(()));
+
+    // The new peer is far behind a compacted log: only a snapshot can bring it the data.
+    let started = std::time::Instant::now();
+    let new = metapb::Peer { id: 1002, store_id: 2, ..Default::default() };
+    cluster.change_peer(1, ConfChangeType::AddLearnerNode, new.clone()).unwrap();
+    wait_for("the learner's region to be Normal", Duration::from_secs(300), || {
+        cluster.region_local_state(2, 1).filter(|s| s.state == PeerState::Normal as i32)
+    });
+    cluster.must_applied_on(2, &key(KEYS - 1), Some(&big(KEYS - 1)));
+    assert!(cluster.stats(2).snapshots_applied >= 1);
+    cluster.change_peer(1, ConfChangeType::AddNode, new.clone()).unwrap();
+    cluster.must_transfer_leader(1, &new);
+    eprintln!("100 MiB region: the new peer led after {:?}", started.elapsed());
+
+    // It serves every key as leader, and commits new writes.
+    for i in 0..KEYS {
+        cluster.must_get_equal(&key(i), &big(i));
+    }
+    cluster.must_put(b"after", b"the snapshot");
+    cluster.must_applied_on(1, b"after", Some(b"the snapshot"));
+}

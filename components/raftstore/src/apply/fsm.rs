@@ -1,6 +1,10 @@
 //! `ApplyFsm`: the apply state machine of one region.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use batch_system::{Fsm, Inbox};
 use engine_traits::{KvEngine, Mutable, WriteOptions, CF_RAFT};
@@ -24,6 +28,7 @@ use super::split::exec_batch_split;
 use super::{ApplyRes, ApplyTask, ChangePeerResult, ExecResult, Proposal};
 use crate::error::Error;
 use crate::snap::{Side, SnapKey};
+use crate::snap_apply::{apply_files, ApplyJob};
 use crate::snap_gen::GenTask;
 use crate::util::{check_region_epoch, find_peer_by_id};
 
@@ -48,10 +53,27 @@ pub struct ApplyFsm<EK: KvEngine> {
     exec_results: Vec<ExecResult>,
     /// Snapshot generations asked for, waiting for the round's write (`GenerateSnapshot`).
     gen_requests: Vec<crossbeam_channel::Sender<Option<Snapshot>>>,
-    /// A received snapshot to apply once the round's write is done (`ApplySnapshot`); no
-    /// later task is handled before it.
-    snapshot_to_apply: Option<(metapb::Region, SnapKey)>,
+    /// A received snapshot being applied (`ApplySnapshot`, `snap_apply`); no later task is
+    /// handled before it is done.
+    snapshot: SnapshotApply,
     logger: Logger,
+}
+
+/// Where the `snap-applier` leaves a job's result for the FSM.
+type ResultSlot = Arc<Mutex<Option<crate::snap::Result<()>>>>;
+
+/// A received snapshot's way through the apply FSM (`snap_apply`).
+enum SnapshotApply {
+    Idle,
+    /// `ApplySnapshot` arrived; applied once the round's write is done.
+    Queued(metapb::Region, SnapKey),
+    /// The worker applies its files; `result` is filled when it is done.
+    Running {
+        region: metapb::Region,
+        key: SnapKey,
+        result: ResultSlot,
+        started: Instant,
+    },
 }
 
 impl<EK: KvEngine> ApplyFsm<EK> {
@@ -76,7 +98,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             written: WriteStats::default(),
             exec_results: Vec::new(),
             gen_requests: Vec::new(),
-            snapshot_to_apply: None,
+            snapshot: SnapshotApply::Idle,
             logger,
         }
     }
@@ -87,8 +109,9 @@ impl<EK: KvEngine> ApplyFsm<EK> {
 
     /// Handles up to `max` tasks; returns the inbox length left.
     pub(super) fn handle_tasks(&mut self, ctx: &mut ApplyContext<EK>, max: usize) -> usize {
+        self.maybe_finish_snapshot(ctx);
         for _ in 0..max {
-            if self.stopped || self.snapshot_to_apply.is_some() {
+            if self.stopped || !matches!(self.snapshot, SnapshotApply::Idle) {
                 break;
             }
             let Some(task) = self.inbox.try_recv() else { break };
@@ -103,8 +126,10 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 }
                 ApplyTask::GenerateSnapshot { tx } => self.gen_requests.push(tx),
                 ApplyTask::ApplySnapshot { region, key } => {
-                    self.snapshot_to_apply = Some((region, key));
+                    self.snapshot = SnapshotApply::Queued(region, key);
                 }
+                // Only wakes the FSM (`maybe_finish_snapshot` ran above).
+                ApplyTask::SnapshotFilesApplied => {}
             }
         }
         self.inbox.len()
@@ -282,18 +307,11 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             let mut v2 = ConfChangeV2::default();
             v2.merge_from_bytes(&entry.data).map(|_| v2)
         };
-        let cc = cc.unwrap_or_else(|e| {
-            panic!(
-                "region {}: committed conf change {} does not decode: {e}",
-                self.region_id, entry.index
-            )
-        });
-        let req = RaftCmdRequest::decode(&entry.context[..]).unwrap_or_else(|e| {
-            panic!(
-                "region {}: committed conf change {} has no command: {e}",
-                self.region_id, entry.index
-            )
-        });
+        // Every replica holds the same bytes, so every replica refuses them alike: the
+        // membership stays as it was everywhere (raft's pending-change index still clears,
+        // as the entry is applied).
+        let cc = cc.map_err(|e| self.undecodable(entry, &format!("conf change: {e}")))?;
+        let req = self.decode_committed(entry, &entry.context)?;
         check_region_epoch(&req, &self.region)?;
         let admin = req.admin_request.as_ref().ok_or_else(|| {
             Error::InvalidRequest("conf change entry without an admin command".into())
@@ -336,20 +354,25 @@ impl<EK: KvEngine> ApplyFsm<EK> {
 
     /// Whether snapshot work waits for the engine to hold everything applied so far.
     pub(super) fn needs_engine_at_applied(&self) -> bool {
-        !self.gen_requests.is_empty() || self.snapshot_to_apply.is_some()
+        !self.gen_requests.is_empty() || matches!(self.snapshot, SnapshotApply::Queued(..))
+    }
+
+    /// A snapshot's files are being applied by the worker: the FSM waits (the poller must
+    /// not keep it in the batch; the worker's wake-up brings it back).
+    pub(super) fn is_waiting_for_snapshot(&self) -> bool {
+        matches!(self.snapshot, SnapshotApply::Running { .. })
     }
 
     /// Snapshot work, once the poller wrote the round so far: the engine holds exactly what
-    /// this FSM applied. Returns whether a snapshot was applied.
-    pub(super) fn on_engine_at_applied(&mut self, ctx: &mut ApplyContext<EK>) -> bool {
-        let applied = if let Some((region, key)) = self.snapshot_to_apply.take() {
-            self.apply_snapshot(ctx, region, key);
-            true
-        } else {
-            false
-        };
+    /// this FSM applied.
+    pub(super) fn on_engine_at_applied(&mut self, ctx: &mut ApplyContext<EK>) {
+        if let SnapshotApply::Queued(region, key) =
+            std::mem::replace(&mut self.snapshot, SnapshotApply::Idle)
+        {
+            self.start_snapshot(ctx, region, key);
+        }
         if self.gen_requests.is_empty() {
-            return applied;
+            return;
         }
         let snapshot = ctx.kv.snapshot();
         for done in self.gen_requests.drain(..) {
@@ -361,19 +384,56 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 done,
             });
         }
-        applied
     }
 
-    /// Applies a received snapshot's files and makes the region `Normal` (synced). The files
-    /// were checked when received and are checked again before anything is deleted; a
-    /// failure here is a storage failure (local files rotted, the engine refuses), which is
-    /// fatal: the region is half replaced.
-    fn apply_snapshot(&mut self, ctx: &mut ApplyContext<EK>, region: metapb::Region, key: SnapKey) {
-        let started = std::time::Instant::now();
-        let applied = ctx
-            .snap_mgr
-            .load_meta(key, Side::Rev)
-            .and_then(|meta| ctx.snap_mgr.apply(&ctx.kv, &region, key, &meta));
+    /// `snap_apply` step 1: the worker applies the files; the result comes back through a
+    /// slot this FSM checks, and a wake-up task. A full queue: the files are applied here.
+    fn start_snapshot(&mut self, ctx: &mut ApplyContext<EK>, region: metapb::Region, key: SnapKey) {
+        let slot: ResultSlot = Arc::new(Mutex::new(None));
+        let (filled, router, region_id) = (slot.clone(), ctx.router.clone(), self.region_id);
+        let job = ApplyJob {
+            region: region.clone(),
+            key,
+            done: Box::new(move |result| {
+                *filled.lock() = Some(result);
+                // Gone: the FSM was shut down; the restart applies again.
+                let _ = router.force_send(region_id.get(), ApplyTask::SnapshotFilesApplied);
+            }),
+        };
+        self.snapshot =
+            SnapshotApply::Running { region, key, result: slot, started: Instant::now() };
+        if let Err(job) = ctx.snap_apply.schedule(job) {
+            apply_files(&ctx.kv, &ctx.snap_mgr, job);
+            self.maybe_finish_snapshot(ctx);
+        }
+    }
+
+    /// `snap_apply` step 3, once the worker answered.
+    fn maybe_finish_snapshot(&mut self, ctx: &mut ApplyContext<EK>) {
+        let done = match &self.snapshot {
+            SnapshotApply::Running { result, .. } => result.lock().take(),
+            SnapshotApply::Idle | SnapshotApply::Queued(..) => None,
+        };
+        let Some(result) = done else { return };
+        if let SnapshotApply::Running { region, key, started, .. } =
+            std::mem::replace(&mut self.snapshot, SnapshotApply::Idle)
+        {
+            self.finish_snapshot(ctx, region, key, result, started);
+        }
+    }
+
+    /// Makes the region `Normal` (synced) once its snapshot's files are applied. The files
+    /// were checked when received and again before anything was deleted; a failure to apply
+    /// them is a storage failure (local files rotted, the engine refuses), which is fatal:
+    /// the region is half replaced.
+    fn finish_snapshot(
+        &mut self,
+        ctx: &mut ApplyContext<EK>,
+        region: metapb::Region,
+        key: SnapKey,
+        applied: crate::snap::Result<()>,
+        started: Instant,
+    ) {
         if let Err(e) = applied {
             panic!("region {}: cannot apply snapshot {key}: {e}", self.region_id);
         }
@@ -409,6 +469,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
         }
         info!(self.logger, "snapshot applied"; "key" => %key,
             "ms" => started.elapsed().as_millis() as u64);
+        ctx.stats.record_snapshot_applied();
         self.dirty = true;
     }
 

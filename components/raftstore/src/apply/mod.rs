@@ -57,6 +57,9 @@ pub enum ApplyTask<S> {
     /// A snapshot was persisted (region state `Applying`): apply its received files, then
     /// write the region `Normal` (`peer::snapshot`, step 6).
     ApplySnapshot { region: proto::metapb::Region, key: crate::snap::SnapKey },
+    /// The `snap-applier` finished the files of the snapshot being applied: wakes the FSM,
+    /// which finds the result where it left room for it (`snap_apply`).
+    SnapshotFilesApplied,
 }
 
 /// What an `ApplyFsm` reports to its peer after a round.

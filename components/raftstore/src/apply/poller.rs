@@ -11,6 +11,7 @@ use super::{ApplyRes, Proposal};
 use crate::callback::Callback;
 use crate::error::Error;
 use crate::snap::SnapManager;
+use crate::snap_apply::ApplyScheduler;
 use crate::snap_gen::GenScheduler;
 use crate::stats::StoreStats;
 
@@ -35,6 +36,11 @@ pub struct ApplyContext<EK: KvEngine> {
     pub(super) snap_mgr: SnapManager,
     /// The `snap-generator` worker (building snapshots for raft).
     pub(super) snap_gen: GenScheduler<EK::Snapshot>,
+    /// The `snap-applier` worker (applying received snapshots' files).
+    pub(super) snap_apply: ApplyScheduler,
+    /// The apply FSMs' router, for the `snap-applier` to wake them.
+    pub(super) router: ApplyRouter<EK>,
+    pub(super) stats: StoreStats,
     wb: EK::WriteBatch,
     callbacks: Vec<(Callback<EK::Snapshot>, Result<RaftCmdResponse, Error>)>,
     results: Vec<ApplyRes>,
@@ -152,12 +158,12 @@ impl<EK: KvEngine, R: ApplyResSink> PollHandler<ApplyFsm<EK>, ApplyControlFsm>
             // Snapshot work reads or replaces the region's data in the engine: what this
             // round applied so far goes there first.
             self.flush();
-            if fsm.on_engine_at_applied(&mut self.ctx) {
-                self.stats.record_snapshot_applied();
-            }
+            fsm.on_engine_at_applied(&mut self.ctx);
             fsm.finish_round(&mut self.ctx);
         }
-        if left > 0 && !fsm.is_stopped_now() {
+        // Waiting for the `snap-applier`, it leaves its tasks queued and sleeps: its wake-up
+        // task brings it back.
+        if left > 0 && !fsm.is_stopped_now() && !fsm.is_waiting_for_snapshot() {
             HandleResult::KeepProcessing
         } else {
             HandleResult::stop_at(left, false)
@@ -179,6 +185,8 @@ pub struct ApplyPollerBuilder<EK: KvEngine, R> {
     sink: R,
     snap_mgr: SnapManager,
     snap_gen: GenScheduler<EK::Snapshot>,
+    snap_apply: ApplyScheduler,
+    router: ApplyRouter<EK>,
     messages_per_tick: usize,
     stats: StoreStats,
     logger: Logger,
@@ -190,11 +198,23 @@ impl<EK: KvEngine, R: ApplyResSink> ApplyPollerBuilder<EK, R> {
         sink: R,
         snap_mgr: SnapManager,
         snap_gen: GenScheduler<EK::Snapshot>,
+        snap_apply: ApplyScheduler,
+        router: ApplyRouter<EK>,
         messages_per_tick: usize,
         stats: StoreStats,
         logger: Logger,
     ) -> Self {
-        ApplyPollerBuilder { kv, sink, snap_mgr, snap_gen, messages_per_tick, stats, logger }
+        ApplyPollerBuilder {
+            kv,
+            sink,
+            snap_mgr,
+            snap_gen,
+            snap_apply,
+            router,
+            messages_per_tick,
+            stats,
+            logger,
+        }
     }
 }
 
@@ -210,6 +230,9 @@ impl<EK: KvEngine, R: ApplyResSink> HandlerBuilder<ApplyFsm<EK>, ApplyControlFsm
                 kv: self.kv.clone(),
                 snap_mgr: self.snap_mgr.clone(),
                 snap_gen: self.snap_gen.clone(),
+                snap_apply: self.snap_apply.clone(),
+                router: self.router.clone(),
+                stats: self.stats.clone(),
                 callbacks: Vec::new(),
                 destroyed: Vec::new(),
                 results: Vec::new(),

@@ -58,6 +58,9 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 PeerMsg::SplitRegion { region_epoch, split_keys, callback, source } => {
                     self.peer.on_split_region(ctx, region_epoch, split_keys, callback, source)
                 }
+                PeerMsg::StaleCheckResult { pd_region } => {
+                    self.peer.on_stale_check_result(ctx, pd_region)
+                }
                 PeerMsg::SplitCheckResult {
                     region_epoch,
                     split_keys,
@@ -103,6 +106,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             | PeerMsg::Wake
             | PeerMsg::Destroy
             | PeerMsg::SnapshotReport { .. }
+            | PeerMsg::StaleCheckResult { .. }
             | PeerMsg::SplitCheckResult { .. } => {}
         }
     }

@@ -90,11 +90,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.life.stopped = true;
     }
 
-    /// Answers every command the peer holds with `err`.
+    /// Answers every command the peer holds: `err` for those not proposed yet, `Undetermined`
+    /// for proposals (their entries may still commit on the other replicas).
     fn fail_pending(&mut self, err: &Error) {
         for p in self.proposals.drain(..) {
             for (cb, _) in p.callbacks {
-                cb.invoke_with_error(err.clone());
+                cb.invoke_with_error(Error::Undetermined(self.region_id));
             }
         }
         if let Some((_, cbs)) = self.batcher.take() {

@@ -90,9 +90,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             self.peer_cache.insert(from.id, from);
         }
+        let (msg_type, from) = (m.get_msg_type(), m.from);
         if let Err(e) = self.raft_group.step(m) {
             debug!(self.logger, "raft step failed"; "err" => %e);
         }
+        self.note_leader_contact(msg_type, from);
     }
 
     /// Steps 1–4 of the module doc. Returns the decoded raft message.

@@ -31,6 +31,7 @@ mod read;
 mod ready;
 mod snapshot;
 mod split;
+mod stale;
 pub mod storage;
 
 pub(crate) use self::snapshot::snap_key as snapshot_key;
@@ -124,6 +125,14 @@ struct LifeState<S> {
     pending_remove: bool,
     /// Destroyed or shutting down: handles nothing more.
     stopped: bool,
+    /// Raft accepted a message from this peer's leader since the last stale-state check
+    /// (`stale`, step 1).
+    heard_leader: bool,
+    /// When the current leader-missing period began (`stale`, step 2); `None` while a leader
+    /// is heard.
+    leader_missing_since: Option<Instant>,
+    /// The current leader-missing period was logged and counted.
+    leader_missing_reported: bool,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -172,7 +181,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 log_gc_skipped_ticks: 0,
             },
             ready: ReadyState { sent_to_apply: applied.get(), ..ReadyState::default() },
-            life: LifeState { leader_wait: None, pending_remove: false, stopped: false },
+            life: LifeState {
+                leader_wait: None,
+                pending_remove: false,
+                stopped: false,
+                heard_leader: false,
+                leader_missing_since: None,
+                leader_missing_reported: false,
+            },
             applied_term,
             peer_cache: HashMap::new(),
             // Every peer's first check (after it leads) measures its region.

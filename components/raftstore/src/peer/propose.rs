@@ -390,14 +390,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                     matched.push(p);
                 } else {
                     debug!(self.logger, "stale proposal"; "index" => p.index, "term" => p.term);
-                    if self
-                        .leadership
-                        .epoch_change
-                        .as_ref()
-                        .is_some_and(|c| c.index == p.index && c.term == p.term)
-                    {
-                        self.leadership.epoch_change_dropped = true;
-                    }
+                    self.note_dropped_epoch_change(&p);
                     let err = Error::StaleCommand;
                     for (cb, _) in p.callbacks {
                         cb.invoke_with_error(err.clone());
@@ -406,6 +399,31 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         matched
+    }
+}
+
+impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
+    /// Answers `Undetermined` to every proposal at or below `index`: a snapshot up to `index`
+    /// replaced the log, and whether each one's entry is inside it cannot be known (a snapshot
+    /// carries no entry terms). Proposals above `index` stay: an entry that arrives at their
+    /// index with their term is theirs (raft's log matching) and answers them with its result.
+    /// If `p` is the pending epoch change (a split), records that it will not apply here.
+    fn note_dropped_epoch_change(&mut self, p: &Proposal<Snap<EK>>) {
+        let pending = self.leadership.epoch_change.as_ref();
+        if pending.is_some_and(|c| c.index == p.index && c.term == p.term) {
+            self.leadership.epoch_change_dropped = true;
+        }
+    }
+
+    pub(super) fn answer_proposals_covered_by_snapshot(&mut self, index: u64) {
+        while self.proposals.front().is_some_and(|p| p.index.get() <= index) {
+            let p = self.proposals.pop_front().expect("front exists");
+            debug!(self.logger, "proposal covered by a snapshot"; "index" => p.index, "term" => p.term);
+            self.note_dropped_epoch_change(&p);
+            for (cb, _) in p.callbacks {
+                cb.invoke_with_error(Error::Undetermined(self.region_id));
+            }
+        }
     }
 }
 

@@ -238,6 +238,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if phase % ctx.cfg.raft_log_gc_ticks() == 0 {
             self.on_raft_log_gc_tick(ctx);
         }
+        if phase % ctx.cfg.peer_stale_state_check_ticks() == 0 {
+            self.on_stale_state_check_tick(ctx);
+        }
         self.maybe_leave_joint(ctx);
     }
 

@@ -179,6 +179,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx.raft_wb.put_raft_state(self.region_id, &raft_state);
         ctx.sync_needed = true;
         self.raft_group.mut_store().on_snapshot(region.clone(), apply_state, hs, Term(term));
+        self.answer_proposals_covered_by_snapshot(index);
         for p in &region.peers {
             self.peer_cache.insert(p.id, p.clone());
         }

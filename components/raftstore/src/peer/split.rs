@@ -344,7 +344,27 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             leader: self.meta.clone(),
             approximate_size: self.size.approximate_size,
             approximate_keys: self.size.approximate_keys,
+            pending_peers: self.pending_peers(),
         });
+    }
+
+    /// Peers that cannot be counted as caught up: raft knows no progress for them, they are
+    /// being sent a snapshot, or their log ends below this leader's first entry (they need
+    /// one). A new peer is pending until its snapshot is applied.
+    fn pending_peers(&self) -> Vec<metapb::Peer> {
+        let first_index = self.raft_group.store().first_log_index().get();
+        let prs = self.raft_group.raft.prs();
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.meta.id)
+            .filter(|p| {
+                prs.get(p.id).is_none_or(|pr| {
+                    pr.state == raft::ProgressState::Snapshot || pr.matched + 1 < first_index
+                })
+            })
+            .cloned()
+            .collect()
     }
 
     /// The split-check tick: a leader whose region grew enough since the last check asks the

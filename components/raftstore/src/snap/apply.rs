@@ -64,7 +64,7 @@ pub(crate) fn apply<EK: KvEngine>(
     }
     // Step 4.
     kv.sync_wal()?;
-    info!(guard.shared.logger, "snapshot applied";
+    info!(guard.shared.logger, "snapshot files ingested";
         "region_id" => key.region_id, "term" => key.term, "index" => key.index,
         "files" => files.len(), "duration_ms" => started.elapsed().as_millis() as u64);
     Ok(())

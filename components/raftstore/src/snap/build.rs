@@ -40,26 +40,22 @@ pub(crate) fn build<EK: KvEngine>(
     let dir = &guard.shared.dir;
     let started = Instant::now();
     delete_all(dir, key)?;
-    match build_files(guard, kv, snap, region, key) {
-        Ok(mut generated) => {
-            generated.meta.generate_duration_sec = started.elapsed().as_secs();
-            file::write_meta(&file::meta_file_path(dir, Side::Gen, key), &generated.meta)
-                .inspect_err(|_| {
-                    // The build already failed; a file we cannot delete is the GC's to delete.
-                    let _ = delete_all(dir, key);
-                })?;
-            info!(guard.shared.logger, "snapshot built";
-                "region_id" => key.region_id, "term" => key.term, "index" => key.index,
-                "keys" => generated.keys, "bytes" => generated.size_bytes,
-                "duration_ms" => started.elapsed().as_millis() as u64);
-            Ok(generated)
-        }
-        Err(e) => {
-            // As above: the error to report is the build's.
+    let built = build_files(guard, kv, snap, region, key).and_then(|mut generated| {
+        generated.meta.generate_duration_sec = started.elapsed().as_secs();
+        file::write_meta(&file::meta_file_path(dir, Side::Gen, key), &generated.meta)?;
+        Ok(generated)
+    });
+    match &built {
+        Ok(generated) => info!(guard.shared.logger, "snapshot built";
+            "region_id" => key.region_id, "term" => key.term, "index" => key.index,
+            "keys" => generated.keys, "bytes" => generated.size_bytes,
+            "duration_ms" => started.elapsed().as_millis() as u64),
+        // The error to report is the build's; a file we cannot delete is the GC's to delete.
+        Err(_) => {
             let _ = delete_all(dir, key);
-            Err(e)
         }
     }
+    built
 }
 
 /// Steps 2 and 3 for every data CF; the meta is not written.

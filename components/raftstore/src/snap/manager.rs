@@ -80,9 +80,19 @@ struct Active {
     receives: usize,
 }
 
+/// Reads the smallest and largest key of an SST file (`None`: no key), using `scratch` (a
+/// directory that must not exist, removed after) as it needs: the KV engine's
+/// `KvEngine::sst_key_range`. Invariant 9 of `snap/mod.rs`.
+pub type SstKeyRangeFn = fn(&Path, &Path) -> engine_traits::Result<Option<(Vec<u8>, Vec<u8>)>>;
+
+/// Prefix of the directories where receivers read their files' key ranges (each removed after
+/// use; leftovers of a crash are removed at start).
+pub(crate) const SCRATCH_PREFIX: &str = "scratch_";
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
+    pub(crate) sst_key_range: SstKeyRangeFn,
     pub(crate) limiter: IoLimiter,
     send_limit: usize,
     recv_limit: usize,
@@ -170,11 +180,27 @@ impl SnapManager {
     /// A manager over `dir`, created if missing, with the `snap-*` options of `cfg` (which
     /// MUST have passed [`Config::validate`]). Call [`SnapManager::gc_at_start`] before
     /// anything else.
-    pub fn new(dir: impl Into<PathBuf>, cfg: &Config, logger: Logger) -> Result<SnapManager> {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        cfg: &Config,
+        sst_key_range: SstKeyRangeFn,
+        logger: Logger,
+    ) -> Result<SnapManager> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        for entry in fs::read_dir(&dir).map_err(io_error("list", &dir))? {
+            let path = entry.map_err(io_error("list", &dir))?.path();
+            let scratch = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(SCRATCH_PREFIX));
+            if scratch && path.is_dir() {
+                fs::remove_dir_all(&path).map_err(io_error("remove", &path))?;
+            }
+        }
         let shared = Shared {
             dir,
+            sst_key_range,
             limiter: IoLimiter::new(cfg.snap_io_max_bytes_per_sec.as_bytes()),
             send_limit: cfg.concurrent_send_snap_limit,
             recv_limit: cfg.concurrent_recv_snap_limit,
@@ -183,6 +209,12 @@ impl SnapManager {
             logger,
         };
         Ok(SnapManager { shared: Arc::new(shared) })
+    }
+
+    /// Snapshots being sent and being received now (for PD's store heartbeat).
+    pub fn in_flight(&self) -> (usize, usize) {
+        let active = self.shared.active.lock();
+        (active.reads, active.receives)
     }
 
     /// The snapshot directory.
@@ -238,28 +270,35 @@ impl SnapManager {
         Ok(SnapReader::new(guard, meta, chunk_bytes))
     }
 
-    /// A receiver of snapshot `key` as `meta` declares it (from the sender's message). Holds a
-    /// receive slot until dropped; dropped unfinished, it deletes what it wrote.
+    /// A receiver of snapshot `key` of `region` as `meta` declares it (both from the sender's
+    /// message). Holds a receive slot until dropped; dropped unfinished, it deletes what it
+    /// wrote.
     ///
     /// Errors: `Corrupted` if `meta` names a CF that is not a data CF, or one twice; `Busy`
     /// beyond `concurrent-recv-snap-limit` receivers; `InUse` while another receiver, an
     /// apply or a deletion has the key's `rev_` side; `Exists` if it was received already
     /// (nothing to receive; apply it). `Io` if leftovers cannot be deleted.
-    pub fn receiver(&self, key: SnapKey, meta: &SnapshotMeta) -> Result<SnapReceiver> {
+    pub fn receiver(
+        &self,
+        key: SnapKey,
+        meta: &SnapshotMeta,
+        region: &Region,
+    ) -> Result<SnapReceiver> {
         file::validate_meta(&file::meta_file_path(&self.shared.dir, Side::Rev, key), meta)?;
         let guard = acquire(&self.shared, key, Side::Rev, Use::Receive)?;
         if self.exists(key, Side::Rev) {
             return Err(Error::Exists { key });
         }
-        SnapReceiver::new(guard, meta.clone())
+        let bounds = (keys::data_key(&region.start_key), keys::enc_end_key(&region.end_key));
+        SnapReceiver::new(guard, meta.clone(), bounds)
     }
 
     /// Applies the received snapshot `key` to `kv`: checks every file against `meta` again,
     /// deletes `region`'s data range in every data CF, then ingests each CF's file. When it
     /// returns `Ok`, the region's data in `kv` is exactly the snapshot's, durably. Blocks for
     /// as long as that takes: call it on a worker thread. `region` MUST be the region the
-    /// snapshot carries (`RaftSnapshotData.region`): its range is what gets replaced, and the
-    /// files' keys are not checked against it.
+    /// snapshot carries (`RaftSnapshotData.region`): its range is what gets replaced (the
+    /// receiver checked the files' keys against it, invariant 9).
     ///
     /// Crash semantics: idempotent. The files stay until [`SnapManager::delete`] (ingestion
     /// moves hard links of them), so running it again after a crash at any point gives the

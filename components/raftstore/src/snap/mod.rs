@@ -27,6 +27,9 @@
 //!    (`snap-io-max-bytes-per-sec`); waiting on it blocks the calling worker thread.
 //! 8. Nothing holds a region's data in memory: builds stream keys into SST writers, transfers
 //!    move one chunk at a time, checksums read in 64 KiB pieces.
+//! 9. A received file's keys lie inside the region the snapshot carries: the receiver reads
+//!    each file's bounds ([`SstKeyRangeFn`]) before the snapshot becomes complete, so a forged
+//!    or buggy snapshot cannot overwrite another region's data when it is ingested.
 //!
 //! # What the raft integration does with it
 //! Sender (leader's store):
@@ -43,8 +46,9 @@
 //!    answer the stream RESOURCE_EXHAUSTED. `Exists`: skip the data, deliver the message.
 //! 2. [`SnapReceiver::write`] every data chunk in order; at the stream's end
 //!    [`SnapReceiver::finish`]. Only then hand the raft message to the peer.
-//! 3. The peer persists `PeerState::Applying` (with the snapshot's apply state), then a region
-//!    worker calls [`SnapManager::apply`], then the peer persists `PeerState::Normal`, then
+//! 3. The peer persists `PeerState::Applying` (with the snapshot's apply state), then the
+//!    `snap-applier` worker calls [`SnapManager::apply`], then the apply FSM persists
+//!    `PeerState::Normal`, then
 //!    [`SnapManager::delete`]s the `rev_` side.
 //!
 //! Restart: before any peer starts, [`SnapManager::gc_at_start`] with the keys of regions
@@ -68,7 +72,7 @@ use util::{LogIndex, RegionId, Term};
 
 pub use error::{Error, Result};
 pub use limiter::IoLimiter;
-pub use manager::{GcStats, GeneratedSnap, SnapManager};
+pub use manager::{GcStats, GeneratedSnap, SnapManager, SstKeyRangeFn};
 pub use transfer::{SnapReader, SnapReceiver, SNAP_CHUNK_BYTES, SNAP_CHUNK_BYTES_MAX};
 
 /// Names one raft snapshot of a region: the term and index of the last log entry it covers.

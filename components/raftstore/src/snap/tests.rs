@@ -45,7 +45,9 @@ fn store_with(cfg: &Config) -> Store {
         ..RocksDbConfig::default()
     };
     let kv = open_kv_engine(db_dir.path(), &rocks, &logger).unwrap();
-    let mgr = SnapManager::new(snap_dir.path().join("snap"), cfg, logger).unwrap();
+    let mgr =
+        SnapManager::new(snap_dir.path().join("snap"), cfg, RocksEngine::sst_key_range, logger)
+            .unwrap();
     Store { kv, mgr, _dirs: (db_dir, snap_dir) }
 }
 
@@ -122,7 +124,7 @@ fn transfer(
     meta: &SnapshotMeta,
     chunk_bytes: usize,
 ) -> Vec<usize> {
-    let mut receiver = to.mgr.receiver(key, meta).unwrap();
+    let mut receiver = to.mgr.receiver(key, meta, &region()).unwrap();
     let mut lens = Vec::new();
     for chunk in from.mgr.reader(key, chunk_bytes).unwrap() {
         let chunk = chunk.unwrap();
@@ -207,7 +209,7 @@ fn a_flipped_byte_is_corrupted_and_leaves_no_file() {
     let middle = data.len() / 2;
     data[middle][10] ^= 0x40;
 
-    let mut receiver = dst.mgr.receiver(key(10), &generated.meta).unwrap();
+    let mut receiver = dst.mgr.receiver(key(10), &generated.meta, &region()).unwrap();
     for chunk in &data {
         receiver.write(chunk).unwrap();
     }
@@ -216,6 +218,29 @@ fn a_flipped_byte_is_corrupted_and_leaves_no_file() {
     assert!(files(&dst.mgr).is_empty(), "{:?}", files(&dst.mgr));
     assert!(!dst.mgr.exists(key(10), Side::Rev));
     // The slot was released: the snapshot can be received again, correctly this time.
+    transfer(&src, &dst, key(10), &generated.meta, 1 << 20);
+}
+
+#[test]
+fn files_with_keys_outside_the_region_are_refused_and_leave_no_file() {
+    // Intact files (sizes and checksums right) of `[b, m)`, offered as a snapshot of the
+    // narrower `[c, k)`: ingesting them would overwrite keys another region owns.
+    let (src, dst) = (store(), store());
+    fill_source(&src.kv);
+    let generated = src.mgr.build(&src.kv, &src.kv.snapshot(), &region(), key(10)).unwrap();
+    let narrower = Region { start_key: b"c".to_vec(), end_key: b"k".to_vec(), ..region() };
+    let mut receiver = dst.mgr.receiver(key(10), &generated.meta, &narrower).unwrap();
+    for chunk in chunks(&src, key(10), 1 << 20) {
+        receiver.write(&chunk).unwrap();
+    }
+    let err = receiver.finish().unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupted { reason, .. } if reason.contains("outside the region")),
+        "{err}"
+    );
+    assert!(files(&dst.mgr).is_empty(), "{:?}", files(&dst.mgr));
+    assert!(!dst.mgr.exists(key(10), Side::Rev));
+    // The region the files were built for takes them.
     transfer(&src, &dst, key(10), &generated.meta, 1 << 20);
 }
 
@@ -250,7 +275,7 @@ fn bytes_beyond_the_declared_sizes_are_refused_and_never_written() {
     let mut stream: Vec<u8> = chunks(&src, key(10), 1 << 20).concat();
     stream.extend_from_slice(&[7; 1000]);
 
-    let mut receiver = dst.mgr.receiver(key(10), &generated.meta).unwrap();
+    let mut receiver = dst.mgr.receiver(key(10), &generated.meta, &region()).unwrap();
     match receiver.write(&stream) {
         Err(Error::TooLarge { declared_bytes, received_bytes, .. }) => {
             assert_eq!((declared_bytes, received_bytes), (declared, declared + 1000));
@@ -265,7 +290,7 @@ fn bytes_beyond_the_declared_sizes_are_refused_and_never_written() {
     // A hostile meta naming a CF that is not a data CF is refused before anything is written.
     let mut hostile = generated.meta.clone();
     hostile.cf_files[0].cf = CF_RAFT.to_owned();
-    assert!(matches!(dst.mgr.receiver(key(10), &hostile), Err(Error::Corrupted { .. })));
+    assert!(matches!(dst.mgr.receiver(key(10), &hostile, &region()), Err(Error::Corrupted { .. })));
 }
 
 #[test]
@@ -274,7 +299,7 @@ fn a_stream_that_ends_early_is_corrupted() {
     fill_source(&src.kv);
     let generated = src.mgr.build(&src.kv, &src.kv.snapshot(), &region(), key(10)).unwrap();
     let data = chunks(&src, key(10), 50);
-    let mut receiver = dst.mgr.receiver(key(10), &generated.meta).unwrap();
+    let mut receiver = dst.mgr.receiver(key(10), &generated.meta, &region()).unwrap();
     for chunk in &data[..data.len() - 1] {
         receiver.write(chunk).unwrap();
     }
@@ -288,7 +313,7 @@ fn dropping_an_unfinished_receiver_deletes_its_files() {
     fill_source(&src.kv);
     let generated = src.mgr.build(&src.kv, &src.kv.snapshot(), &region(), key(10)).unwrap();
     let data = chunks(&src, key(10), 50);
-    let mut receiver = dst.mgr.receiver(key(10), &generated.meta).unwrap();
+    let mut receiver = dst.mgr.receiver(key(10), &generated.meta, &region()).unwrap();
     for chunk in &data[..data.len() / 2] {
         receiver.write(chunk).unwrap();
     }
@@ -301,17 +326,17 @@ fn dropping_an_unfinished_receiver_deletes_its_files() {
 fn concurrency_limits_answer_busy_and_a_dropped_transfer_frees_its_slot() {
     let (src, dst) = (store(), store());
     let meta = SnapshotMeta::default();
-    let r1 = dst.mgr.receiver(key(1), &meta).unwrap();
-    let _r2 = dst.mgr.receiver(key(2), &meta).unwrap();
-    match dst.mgr.receiver(key(3), &meta) {
+    let r1 = dst.mgr.receiver(key(1), &meta, &region()).unwrap();
+    let _r2 = dst.mgr.receiver(key(2), &meta, &region()).unwrap();
+    match dst.mgr.receiver(key(3), &meta, &region()) {
         Err(Error::Busy { side: Side::Rev, limit: 2 }) => {}
         other => panic!("expected Busy, got {other:?}"),
     }
     drop(r1);
-    let r3 = dst.mgr.receiver(key(3), &meta).unwrap();
-    assert!(matches!(dst.mgr.receiver(key(3), &meta), Err(Error::InUse { .. })));
+    let r3 = dst.mgr.receiver(key(3), &meta, &region()).unwrap();
+    assert!(matches!(dst.mgr.receiver(key(3), &meta, &region()), Err(Error::InUse { .. })));
     r3.finish().unwrap();
-    assert!(matches!(dst.mgr.receiver(key(3), &meta), Err(Error::Exists { .. })));
+    assert!(matches!(dst.mgr.receiver(key(3), &meta, &region()), Err(Error::Exists { .. })));
     assert!(matches!(dst.mgr.apply(&dst.kv, &region(), key(2), &meta), Err(Error::InUse { .. })));
 
     fill_source(&src.kv);

@@ -10,8 +10,9 @@
 //! 2. [`SnapReceiver::write`] appends each chunk to the current file's `.tmp`, never past the
 //!    size the meta declares for it (invariant 4 of `snap/mod.rs`), hashing as it writes; a
 //!    file that reaches its size is fsynced and closed, and the next one begins.
-//! 3. [`SnapReceiver::finish`] checks every file's size and crc32 against the meta, publishes
-//!    the files, then the meta: the snapshot is complete.
+//! 3. [`SnapReceiver::finish`] checks every file's size and crc32 against the meta and its
+//!    keys against the region's range (invariant 9 of `snap/mod.rs`), publishes the files,
+//!    then the meta: the snapshot is complete.
 //!
 //! Failure: a mismatch or excess is an error that deletes every file of the key's `rev_` side;
 //! a receiver dropped before `finish` succeeded does the same, so an aborted stream leaves
@@ -27,7 +28,7 @@ use slog::info;
 
 use crate::snap::error::{io_error, Error, Result};
 use crate::snap::file;
-use crate::snap::manager::UseGuard;
+use crate::snap::manager::{UseGuard, SCRATCH_PREFIX};
 use crate::snap::{Side, SnapKey};
 
 /// The chunk size senders use: TiKV's, and what one gRPC message comfortably carries.
@@ -166,11 +167,19 @@ pub struct SnapReceiver {
     written_crcs: Vec<u32>,
     received_bytes: u64,
     finished: bool,
+    /// The region's data keys: every file's keys must lie in `[start, end)`.
+    bounds: (Vec<u8>, Vec<u8>),
+    /// For the log: how long the receive took.
+    started: std::time::Instant,
 }
 
 impl SnapReceiver {
     /// Step 1 of the module doc.
-    pub(crate) fn new(guard: UseGuard, meta: SnapshotMeta) -> Result<SnapReceiver> {
+    pub(crate) fn new(
+        guard: UseGuard,
+        meta: SnapshotMeta,
+        bounds: (Vec<u8>, Vec<u8>),
+    ) -> Result<SnapReceiver> {
         let key = guard.key();
         let files = plan(&guard.shared.dir, key, Side::Rev, &meta);
         let receiver = SnapReceiver {
@@ -182,6 +191,8 @@ impl SnapReceiver {
             written_crcs: Vec::new(),
             received_bytes: 0,
             finished: false,
+            bounds,
+            started: std::time::Instant::now(),
         };
         receiver.delete_files()?;
         Ok(receiver)
@@ -244,7 +255,8 @@ impl SnapReceiver {
         let key = self.guard.key();
         info!(self.guard.shared.logger, "snapshot received";
             "region_id" => key.region_id, "term" => key.term, "index" => key.index,
-            "bytes" => self.received_bytes);
+            "bytes" => self.received_bytes,
+            "duration_ms" => self.started.elapsed().as_millis() as u64);
         Ok(())
     }
 
@@ -260,12 +272,35 @@ impl SnapReceiver {
             // The bytes hashed are the bytes written; the length on disk must agree too.
             let len = std::fs::metadata(&tmp).map_err(io_error("stat", &tmp))?.len();
             file::check_size(&tmp, planned.size, len)?;
+            self.check_key_range(&tmp, i)?;
         }
         for planned in &self.files {
             file::publish(&file::with_suffix(&planned.path, file::TMP_SUFFIX), &planned.path)?;
         }
         let key = self.guard.key();
         file::write_meta(&file::meta_file_path(&self.guard.shared.dir, Side::Rev, key), &self.meta)
+    }
+
+    /// Invariant 9 of `snap/mod.rs` for the received file `tmp` (the `i`th).
+    fn check_key_range(&self, tmp: &std::path::Path, i: usize) -> Result<()> {
+        let shared = &self.guard.shared;
+        let scratch = shared.dir.join(format!("{SCRATCH_PREFIX}{}_{i}", self.guard.key()));
+        let range = (shared.sst_key_range)(tmp, &scratch)
+            .map_err(|e| Error::Corrupted { path: tmp.into(), reason: e.to_string() })?;
+        let (start, end) = &self.bounds;
+        match range {
+            Some((first, last)) if first < *start || last >= *end => Err(Error::Corrupted {
+                path: tmp.into(),
+                reason: format!(
+                    "keys {}..={} reach outside the region's {}..{} (hex)",
+                    hex(&first),
+                    hex(&last),
+                    hex(start),
+                    hex(end)
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes every file of the key's `rev_` side.
@@ -275,6 +310,10 @@ impl SnapReceiver {
         }
         Ok(())
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl fmt::Debug for SnapReceiver {

@@ -50,6 +50,7 @@ pub struct StoreSystem<EK: KvEngine, ER: RaftEngine> {
     split_checker: Option<(Sender<()>, JoinHandle<()>)>,
     log_gc: Option<(Sender<()>, JoinHandle<()>)>,
     snap_gen: Option<(Sender<()>, JoinHandle<()>)>,
+    snap_apply: Option<(Sender<()>, JoinHandle<()>)>,
     clock: Arc<dyn Clock>,
     logger: Logger,
 }
@@ -87,6 +88,7 @@ pub fn create_store_system<EK: KvEngine, ER: RaftEngine>(
         split_checker: None,
         log_gc: None,
         snap_gen: None,
+        snap_apply: None,
         clock: Arc::new(SystemClock),
         logger: logger.clone(),
     };
@@ -167,11 +169,18 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         )
         .map_err(|source| StartError::Spawn { thread: "snap-generator", source })?;
         self.snap_gen = Some((stop_gen, gen_handle));
+        let (stop_applier, stop_rx) = crossbeam_channel::bounded(0);
+        let (snap_apply, applier_handle) =
+            crate::snap_apply::spawn(engines.kv.clone(), snap_mgr.clone(), stop_rx)
+                .map_err(|source| StartError::Spawn { thread: "snap-applier", source })?;
+        self.snap_apply = Some((stop_applier, applier_handle));
         let apply_builder = ApplyPollerBuilder::new(
             engines.kv.clone(),
             self.router.clone(),
             snap_mgr.clone(),
             snap_gen,
+            snap_apply,
+            self.apply_router.clone(),
             cfg.messages_per_tick,
             self.stats.clone(),
             self.logger.new(o!("system" => "apply")),
@@ -240,7 +249,12 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         if let Err(e) = self.apply_system.shutdown() {
             slog::error!(self.logger, "apply poller panicked"; "err" => %e);
         }
-        let workers = [self.split_checker.take(), self.log_gc.take(), self.snap_gen.take()];
+        let workers = [
+            self.split_checker.take(),
+            self.log_gc.take(),
+            self.snap_gen.take(),
+            self.snap_apply.take(),
+        ];
         for (stop, handle) in workers.into_iter().flatten() {
             drop(stop);
             let _ = handle.join();

@@ -1,0 +1,505 @@
+//! A cluster of real processes on loopback: one `regionstore-pd`, N `regionstore-server`s, each
+//! with its data and log under the run's directory, and the process faults done to them.
+//!
+//! Invariants:
+//! 1. A store keeps its addresses and data directory across restarts (a restart is the same
+//!    store coming back, as after a crash).
+//! 2. A paused process (SIGSTOP) is never sent a status request (it would not answer) and is
+//!    resumed before it is killed or the cluster stops, so no process is left stopped.
+//! 3. Every child is killed when the cluster is dropped, whatever path the harness took.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+use crate::http;
+
+/// Status requests give up after this (a store that does not answer is treated as down).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where the product's binaries are.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    pub server: PathBuf,
+    pub pd: PathBuf,
+    pub ctl: PathBuf,
+}
+
+impl Binaries {
+    /// The binaries in `dir`.
+    pub fn in_dir(dir: &Path) -> Result<Binaries> {
+        let b = Binaries {
+            server: dir.join("regionstore-server"),
+            pd: dir.join("regionstore-pd"),
+            ctl: dir.join("regionstore-ctl"),
+        };
+        for p in [&b.server, &b.pd, &b.ctl] {
+            if !p.is_file() {
+                bail!(
+                    "{} not found: build the workspace's test binaries first \
+                     (cargo build --workspace --tests), or pass --bin-dir",
+                    p.display()
+                );
+            }
+        }
+        Ok(b)
+    }
+
+    /// The binaries beside the running executable (or one level up, from `deps/`).
+    pub fn beside_current_exe() -> Result<Binaries> {
+        let exe = std::env::current_exe().context("cannot find the running executable")?;
+        let dir = exe.parent().ok_or_else(|| anyhow!("executable has no directory"))?;
+        Binaries::in_dir(dir).or_else(|e| dir.parent().map_or(Err(e), Binaries::in_dir))
+    }
+}
+
+/// The stores' configuration: fast raft timing (50 ms ticks, 500 ms elections) and an eager
+/// log GC so that a store cut off for a few seconds catches up by snapshot.
+const STORE_CONFIG: &str = r#"
+[log]
+level = "info"
+[pd]
+store-heartbeat-interval = "1s"
+region-heartbeat-interval = "500ms"
+[raftstore]
+raft-base-tick-interval = "50ms"
+raft-heartbeat-ticks = 2
+raft-election-timeout-ticks = 10
+raft-store-max-leader-lease = "400ms"
+raft-log-gc-tick-interval = "500ms"
+raft-log-gc-threshold = 20
+raft-log-gc-count-limit = 200
+raft-log-reserve-max-ticks = 2
+store-pool-size = 1
+apply-pool-size = 1
+split-region-check-tick-interval = "1s"
+[rocksdb]
+block-cache-size = "16MiB"
+[raftdb]
+block-cache-size = "8MiB"
+"#;
+
+/// A port that is free now, for a child process to bind. Taken below Linux's ephemeral range
+/// (32768..61000): a port the kernel handed out with `bind(0)` can be reused for an outgoing
+/// connection before the child binds it. Each process starts at an offset from its pid and
+/// walks up, so parallel tests and binaries rarely probe the same port.
+///
+/// # Panics
+/// If no port in the range is free.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() * 7919) % SPAN;
+    for _ in 0..SPAN {
+        let port = (LOW + (base + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
+}
+
+/// Runs `regionstore-ctl` against the cluster's PD.
+#[derive(Clone, Debug)]
+pub struct Ctl {
+    path: PathBuf,
+    pd: String,
+}
+
+/// Longest a ctl command may run (it retries by itself while regions move).
+const CTL_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Ctl {
+    /// Runs `regionstore-ctl --pd PD ARGS`; its stdout on success, else its stderr (or a
+    /// timeout: the command is killed after [`CTL_TIMEOUT`]) as the error.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        let child = Command::new(&self.path)
+            .args(["--pd", &self.pd])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run regionstore-ctl")?;
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(CTL_TIMEOUT) {
+            Ok(out) => out.context("regionstore-ctl failed")?,
+            Err(_) => {
+                // SAFETY: kill(2) on our child; it is reaped by the waiting thread.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                bail!("regionstore-ctl {} timed out after {CTL_TIMEOUT:?}", args.join(" "));
+            }
+        };
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(anyhow!("{}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    }
+}
+
+/// One child process.
+struct Proc {
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl Proc {
+    fn new() -> Proc {
+        Proc { child: None, paused: false }
+    }
+
+    fn running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid; no memory is touched.
+            unsafe { libc::kill(c.id() as libc::pid_t, sig) };
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if self.paused {
+                self.paused = false;
+                // SIGKILL works on a stopped process, but resume it so it never lingers.
+                // SAFETY: as in `signal`.
+                unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGCONT) };
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn pause(&mut self) {
+        if self.running() && !self.paused {
+            self.signal(libc::SIGSTOP);
+            self.paused = true;
+        }
+    }
+
+    fn resume(&mut self) {
+        if self.paused {
+            self.signal(libc::SIGCONT);
+            self.paused = false;
+        }
+    }
+}
+
+struct Store {
+    addr: String,
+    status_addr: String,
+    data_dir: PathBuf,
+    proc: Proc,
+    /// Learned from the status port once; never changes for a data directory.
+    id: Option<u64>,
+    /// The failpoints this process has (name → actions); a restart starts with none.
+    failpoints: BTreeMap<String, String>,
+}
+
+pub struct Cluster {
+    dir: PathBuf,
+    bins: Binaries,
+    /// Stores run with `REGIONSTORE_SIMULATE_POWER_LOSS=1`: a kill drops unsynced KV writes.
+    power_loss: bool,
+    pd_addr: String,
+    pd: Proc,
+    stores: Vec<Store>,
+}
+
+impl Cluster {
+    /// Starts PD and `stores` stores with data under `dir`; returns once every store answers
+    /// on its status port with its store id.
+    pub fn start(dir: &Path, bins: Binaries, stores: usize, power_loss: bool) -> Result<Cluster> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("store.toml"), STORE_CONFIG)?;
+        let mut c = Cluster {
+            dir: dir.to_path_buf(),
+            bins,
+            power_loss,
+            pd_addr: format!("127.0.0.1:{}", free_port()),
+            pd: Proc::new(),
+            stores: Vec::new(),
+        };
+        c.start_pd()?;
+        for i in 0..stores {
+            c.stores.push(Store {
+                addr: format!("127.0.0.1:{}", free_port()),
+                status_addr: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.join(format!("store-{i}")),
+                proc: Proc::new(),
+                id: None,
+                failpoints: BTreeMap::new(),
+            });
+            c.start_store(i)?;
+        }
+        for i in 0..stores {
+            if util::wait::poll_until(Duration::from_secs(60), || c.store_id(i)).is_none() {
+                bail!("store {i} did not come up; see {}", c.store_log(i).display());
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn pd_addr(&self) -> &str {
+        &self.pd_addr
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn store_count(&self) -> usize {
+        self.stores.len()
+    }
+
+    pub fn store_log(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("store-{i}.log"))
+    }
+
+    fn log_file(&self, name: &str) -> Result<std::fs::File> {
+        let path = self.dir.join(name);
+        std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))
+    }
+
+    pub fn start_pd(&mut self) -> Result<()> {
+        let child = Command::new(&self.bins.pd)
+            .args(["--addr", &self.pd_addr, "--data-dir"])
+            .arg(self.dir.join("pd"))
+            .stdout(Stdio::null())
+            .stderr(self.log_file("pd.log")?)
+            .spawn()
+            .context("cannot start regionstore-pd")?;
+        self.pd.child = Some(child);
+        Ok(())
+    }
+
+    pub fn kill_pd(&mut self) {
+        self.pd.kill9();
+    }
+
+    /// Starts (or restarts) store `i` from its data directory.
+    pub fn start_store(&mut self, i: usize) -> Result<()> {
+        let log = self.log_file(&format!("store-{i}.log"))?;
+        let power_loss = self.power_loss;
+        let s = &mut self.stores[i];
+        if s.proc.running() {
+            return Ok(());
+        }
+        let child = Command::new(&self.bins.server)
+            .arg("--config")
+            .arg(self.dir.join("store.toml"))
+            .args(["--pd", &self.pd_addr, "--addr", &s.addr, "--status-addr", &s.status_addr])
+            .arg("--data-dir")
+            .arg(&s.data_dir)
+            .env("REGIONSTORE_SIMULATE_POWER_LOSS", if power_loss { "1" } else { "0" })
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start regionstore-server")?;
+        s.proc.child = Some(child);
+        s.failpoints.clear();
+        Ok(())
+    }
+
+    /// Brings store `i`'s failpoints to `want` (name → actions) if it is up; a paused or
+    /// killed store is left alone (a paused one is reconciled after it resumes, a killed one
+    /// restarts with none).
+    pub fn reconcile_failpoints(
+        &mut self,
+        i: usize,
+        want: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        if !self.store_up(i) {
+            return Ok(());
+        }
+        let have = self.stores[i].failpoints.clone();
+        for (name, actions) in want {
+            if have.get(name) != Some(actions) {
+                self.set_failpoint(i, name, actions)?;
+                self.stores[i].failpoints.insert(name.clone(), actions.clone());
+            }
+        }
+        for name in have.keys().filter(|n| !want.contains_key(*n)) {
+            self.remove_failpoint(i, name)?;
+            self.stores[i].failpoints.remove(name);
+        }
+        Ok(())
+    }
+
+    /// kill -9 of store `i` (resumed first if paused).
+    pub fn kill_store(&mut self, i: usize) {
+        self.stores[i].proc.kill9();
+    }
+
+    pub fn pause_store(&mut self, i: usize) {
+        self.stores[i].proc.pause();
+    }
+
+    pub fn resume_store(&mut self, i: usize) {
+        self.stores[i].proc.resume();
+    }
+
+    /// Whether store `i` runs and is not paused (it can answer).
+    pub fn store_up(&self, i: usize) -> bool {
+        let p = &self.stores[i].proc;
+        p.running() && !p.paused
+    }
+
+    /// Whether a started store's process has exited by itself (a crash: an anomaly of its
+    /// own, whatever the history says).
+    pub fn exited_by_itself(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let c = self.stores[i].proc.child.as_mut()?;
+        c.try_wait().ok().flatten()
+    }
+
+    pub fn status_addr(&self, i: usize) -> String {
+        self.stores[i].status_addr.clone()
+    }
+
+    /// The largest resident set (bytes) of the running processes, from `/proc`.
+    pub fn rss_max_bytes(&self) -> u64 {
+        let procs = self.stores.iter().map(|s| &s.proc).chain(std::iter::once(&self.pd));
+        procs
+            .filter_map(|p| p.child.as_ref())
+            .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/status", c.id())).ok())
+            .filter_map(|s| {
+                let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .max()
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    /// Processes that were started and have exited by themselves since.
+    pub fn dead_processes(&mut self) -> Vec<String> {
+        let mut dead = Vec::new();
+        for i in 0..self.stores.len() {
+            if let Some(st) = self.exited_by_itself(i) {
+                dead.push(format!("store {i} exited ({st}); see {}", self.store_log(i).display()));
+            }
+        }
+        if let Some(st) = self.pd.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            dead.push(format!("PD exited ({st}); see {}", self.dir.join("pd.log").display()));
+        }
+        dead
+    }
+
+    /// Store `i`'s id, from its status port (cached once known).
+    pub fn store_id(&mut self, i: usize) -> Option<u64> {
+        if let Some(id) = self.stores[i].id {
+            return Some(id);
+        }
+        if !self.store_up(i) {
+            return None;
+        }
+        let (code, body) =
+            http::request(&self.stores[i].status_addr, "GET", "/status", "", STATUS_TIMEOUT)
+                .ok()?;
+        if code != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let id = v["store_id"].as_u64().filter(|&id| id != 0)?;
+        self.stores[i].id = Some(id);
+        Some(id)
+    }
+
+    /// The index of the store with id `id`.
+    pub fn store_index(&self, id: u64) -> Option<usize> {
+        self.stores.iter().position(|s| s.id == Some(id))
+    }
+
+    /// Sets a failpoint on store `i` through its status port. A store that is down is
+    /// skipped (a restart starts with no failpoints); the error is for a store that refused.
+    fn set_failpoint(&self, i: usize, name: &str, actions: &str) -> Result<()> {
+        if !self.store_up(i) {
+            return Ok(());
+        }
+        let s = &self.stores[i];
+        let path = format!("/fail/{name}");
+        let (code, body) = http::request(&s.status_addr, "PUT", &path, actions, STATUS_TIMEOUT)?;
+        if code != 200 {
+            bail!("store {i} refused failpoint {name}={actions}: {code} {}", body.trim());
+        }
+        Ok(())
+    }
+
+    /// Removes a failpoint on store `i` (skipped if it is down, as above).
+    fn remove_failpoint(&self, i: usize, name: &str) -> Result<()> {
+        if !self.store_up(i) {
+            return Ok(());
+        }
+        let s = &self.stores[i];
+        let path = format!("/fail/{name}");
+        let (code, body) = http::request(&s.status_addr, "DELETE", &path, "", STATUS_TIMEOUT)?;
+        if code != 200 {
+            bail!("store {i} refused to remove failpoint {name}: {code} {}", body.trim());
+        }
+        Ok(())
+    }
+
+    /// Runs `regionstore-ctl --pd PD ARGS` (see [`Ctl::run`]).
+    pub fn ctl(&self, args: &[&str]) -> Result<String> {
+        self.ctl_handle().run(args)
+    }
+
+    /// A handle to run `regionstore-ctl` without holding the cluster.
+    pub fn ctl_handle(&self) -> Ctl {
+        Ctl { path: self.bins.ctl.clone(), pd: self.pd_addr.clone() }
+    }
+
+    /// The ids of the stores known so far, by index.
+    pub fn store_ids(&self) -> Vec<Option<u64>> {
+        self.stores.iter().map(|s| s.id).collect()
+    }
+
+    /// Stops every process with SIGTERM (so their logs are flushed to the end), waiting up
+    /// to 10 s each, then kills what is left.
+    pub fn stop(&mut self) {
+        for s in &mut self.stores {
+            s.proc.resume();
+            s.proc.signal(libc::SIGTERM);
+        }
+        self.pd.signal(libc::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        for p in self.stores.iter_mut().map(|s| &mut s.proc).chain(std::iter::once(&mut self.pd)) {
+            while let Some(c) = p.child.as_mut() {
+                if c.try_wait().ok().flatten().is_some() || std::time::Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Resumes and kills every process.
+    pub fn shutdown(&mut self) {
+        for s in &mut self.stores {
+            s.proc.kill9();
+        }
+        self.pd.kill9();
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,389 @@
+//! The nemesis: walks the schedule on its own thread, starting each fault at its offset and
+//! healing it when its time is up, and logs every action with its time.
+//!
+//! Steps per tick (every [`TICK`]):
+//! 1. Heal the faults whose time is up (restart, SIGCONT, failpoints removed).
+//! 2. Start the faults whose time has come. An admin fault is one command through
+//!    `regionstore-ctl` (splits; PD operators for leadership and membership); the cluster may
+//!    refuse it (a region busy with another change, a split key on a boundary), which is
+//!    counted as refused, not as an error of the run.
+//! 3. Reconcile every up store's failpoints with the active network faults (partitions,
+//!    client partitions): a restarted process starts with none, and a process paused when its
+//!    fault healed still has it when it resumes.
+//!
+//! At the end every fault still active is healed, whatever the schedule says.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use parking_lot::Mutex;
+use server_faults::{DROP_RAFT_TO, LOSE_KV_RESPONSE, REFUSE_KV};
+
+use crate::cluster::{Cluster, Ctl};
+use crate::schedule::{Fault, Kind, Partition, Step};
+
+/// How often the nemesis looks at its schedule.
+const TICK: Duration = Duration::from_millis(50);
+
+/// The failpoint names of `server::fault`, repeated here so the harness does not link the
+/// server crate (a test asserts they match).
+pub mod server_faults {
+    pub const DROP_RAFT_TO: &str = "server::raft_client::drop_to_stores";
+    pub const REFUSE_KV: &str = "server::service::refuse_kv";
+    pub const LOSE_KV_RESPONSE: &str = "server::service::lose_kv_response";
+}
+
+/// What happened to one fault.
+#[derive(Clone, Debug)]
+pub struct FaultRecord {
+    pub kind: Kind,
+    pub started: Duration,
+    pub healed: Option<Duration>,
+    /// Set when the cluster refused the admin command (not an error of the run).
+    pub refused: Option<String>,
+    pub detail: String,
+}
+
+/// Counts and log of the faults, shared with the summary.
+#[derive(Default)]
+pub struct FaultLog {
+    pub records: Mutex<Vec<FaultRecord>>,
+    pub lines: Mutex<Vec<String>>,
+}
+
+impl FaultLog {
+    fn line(&self, at: Duration, text: String) {
+        let l = format!("[{:>8.3}s] {text}", at.as_secs_f64());
+        println!("{l}");
+        self.lines.lock().push(l);
+    }
+
+    pub fn by_kind(&self) -> BTreeMap<Kind, (usize, usize)> {
+        let mut m = BTreeMap::new();
+        for r in self.records.lock().iter() {
+            let e = m.entry(r.kind).or_insert((0, 0));
+            e.0 += 1;
+            e.1 += usize::from(r.refused.is_some());
+        }
+        m
+    }
+}
+
+struct Active {
+    step: Step,
+    record: usize,
+}
+
+pub struct Nemesis {
+    cluster: Arc<Mutex<Cluster>>,
+    log: Arc<FaultLog>,
+    origin: Instant,
+    active: Vec<Active>,
+    /// Admin commands running on their own threads.
+    admin: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Nemesis {
+    pub fn new(cluster: Arc<Mutex<Cluster>>, log: Arc<FaultLog>, origin: Instant) -> Nemesis {
+        Nemesis { cluster, log, origin, active: Vec::new(), admin: Vec::new() }
+    }
+
+    /// Runs `steps` until they are done or `stop` is set; heals everything before returning.
+    pub fn run(mut self, steps: Vec<Step>, stop: Arc<AtomicBool>) {
+        let mut next = steps.into_iter().peekable();
+        while !stop.load(Ordering::Relaxed) {
+            let now = self.origin.elapsed();
+            self.heal_due(now);
+            while next.peek().is_some_and(|s| s.at <= now) {
+                let step = next.next().expect("peeked");
+                self.start(step);
+            }
+            self.reconcile();
+            if next.peek().is_none() && self.active.is_empty() {
+                break;
+            }
+            std::thread::sleep(TICK);
+        }
+        self.heal_due(Duration::MAX);
+        self.reconcile();
+        for h in self.admin.drain(..) {
+            let _ = h.join();
+        }
+    }
+
+    fn heal_due(&mut self, now: Duration) {
+        let (due, keep): (Vec<Active>, Vec<Active>) =
+            self.active.drain(..).partition(|a| a.step.at + a.step.duration <= now);
+        self.active = keep;
+        for a in due {
+            let at = self.origin.elapsed();
+            let r = self.heal(&a.step.fault);
+            let mut records = self.log.records.lock();
+            records[a.record].healed = Some(at);
+            drop(records);
+            match r {
+                Ok(()) => self.log.line(at, format!("heal  {}", describe(&a.step.fault))),
+                Err(e) => {
+                    self.log.line(at, format!("heal  {} FAILED: {e:#}", describe(&a.step.fault)))
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, step: Step) {
+        let at = self.origin.elapsed();
+        let detail = describe(&step.fault);
+        let record = {
+            let mut records = self.log.records.lock();
+            records.push(FaultRecord {
+                kind: step.fault.kind(),
+                started: at,
+                healed: None,
+                refused: None,
+                detail: detail.clone(),
+            });
+            records.len() - 1
+        };
+        if is_admin(&step.fault) {
+            // One ctl command may take seconds (it retries while regions move): run it apart,
+            // so that the schedule's heals stay on time.
+            self.admin.retain(|h| !h.is_finished());
+            if self.admin.len() >= ADMIN_IN_FLIGHT_MAX {
+                self.refused(record, at, &detail, "earlier admin commands still running".into());
+                return;
+            }
+            let (ctl, ids, log, origin) = {
+                let c = self.cluster.lock();
+                (c.ctl_handle(), c.store_ids(), self.log.clone(), self.origin)
+            };
+            let fault = step.fault.clone();
+            self.admin.push(std::thread::spawn(move || {
+                let r = admin(&ctl, &ids, &fault);
+                let at = origin.elapsed();
+                match r {
+                    Ok(()) => log.line(at, format!("done  {detail}")),
+                    Err(e) => {
+                        let e = format!("{e:#}");
+                        log.line(at, format!("start {detail}: refused: {e}"));
+                        log.records.lock()[record].refused = Some(e);
+                    }
+                }
+            }));
+            return;
+        }
+        match self.inject(&step.fault) {
+            Ok(()) => self.log.line(at, format!("start {detail} for {:?}", step.duration)),
+            Err(e) => self.refused(record, at, &detail, format!("{e:#}")),
+        }
+        if !step.duration.is_zero() {
+            self.active.push(Active { step, record });
+        }
+    }
+
+    fn refused(&self, record: usize, at: Duration, detail: &str, why: String) {
+        self.log.line(at, format!("start {detail}: refused: {why}"));
+        self.log.records.lock()[record].refused = Some(why);
+    }
+
+    /// Process faults: at once, under the cluster's lock.
+    fn inject(&self, fault: &Fault) -> Result<()> {
+        let mut c = self.cluster.lock();
+        match fault {
+            Fault::Kill { stores } => stores.iter().for_each(|&i| c.kill_store(i)),
+            Fault::Pause { stores } => stores.iter().for_each(|&i| c.pause_store(i)),
+            // Network faults are failpoints, set by `reconcile` right after.
+            Fault::Partition(_) | Fault::ClientPartition { .. } => {}
+            Fault::PdRestart => c.kill_pd(),
+            Fault::PowerLossAll => (0..c.store_count()).for_each(|i| c.kill_store(i)),
+            Fault::Split { .. }
+            | Fault::Transfer { .. }
+            | Fault::ConfChange { .. }
+            | Fault::MoveReplica { .. } => unreachable!("admin faults run apart"),
+        }
+        Ok(())
+    }
+
+    fn heal(&self, fault: &Fault) -> Result<()> {
+        let mut c = self.cluster.lock();
+        match fault {
+            Fault::Kill { stores } => {
+                for &i in stores {
+                    c.start_store(i)?;
+                }
+            }
+            Fault::Pause { stores } => stores.iter().for_each(|&i| c.resume_store(i)),
+            // Removed by `reconcile` right after.
+            Fault::Partition(_) | Fault::ClientPartition { .. } => {}
+            Fault::PdRestart => c.start_pd()?,
+            Fault::PowerLossAll => {
+                for i in 0..c.store_count() {
+                    c.start_store(i)?;
+                }
+            }
+            Fault::Split { .. }
+            | Fault::Transfer { .. }
+            | Fault::ConfChange { .. }
+            | Fault::MoveReplica { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Brings every up store's failpoints to what the active network faults want.
+    fn reconcile(&self) {
+        let mut c = self.cluster.lock();
+        let n = c.store_count();
+        let mut want: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); n];
+        for a in &self.active {
+            match &a.step.fault {
+                Fault::Partition(p) => {
+                    let mut to: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                    for (x, y) in p.cut_links(n) {
+                        if let Some(id) = c.store_id(y) {
+                            to.entry(x).or_default().push(id.to_string());
+                        }
+                    }
+                    for (x, ids) in to {
+                        want[x].insert(DROP_RAFT_TO.into(), format!("return({})", ids.join(",")));
+                    }
+                }
+                Fault::ClientPartition { store, lose_responses } => {
+                    let name = if *lose_responses { LOSE_KV_RESPONSE } else { REFUSE_KV };
+                    want[*store].insert(name.into(), "return".into());
+                }
+                Fault::Kill { .. }
+                | Fault::Pause { .. }
+                | Fault::PowerLossAll
+                | Fault::PdRestart
+                | Fault::Split { .. }
+                | Fault::Transfer { .. }
+                | Fault::ConfChange { .. }
+                | Fault::MoveReplica { .. } => {}
+            }
+        }
+        for (i, w) in want.iter().enumerate() {
+            // A store just restarted does not answer yet: the next tick tries again.
+            let _ = c.reconcile_failpoints(i, w);
+        }
+    }
+}
+
+/// Admin commands running at once, at most (more are refused as the nemesis being busy).
+const ADMIN_IN_FLIGHT_MAX: usize = 2;
+
+fn is_admin(f: &Fault) -> bool {
+    matches!(
+        f,
+        Fault::Split { .. }
+            | Fault::Transfer { .. }
+            | Fault::ConfChange { .. }
+            | Fault::MoveReplica { .. }
+    )
+}
+
+/// One admin fault through `regionstore-ctl`; `ids` are the stores' ids by index.
+fn admin(ctl: &Ctl, ids: &[Option<u64>], fault: &Fault) -> Result<()> {
+    let all: Vec<u64> = ids.iter().flatten().copied().collect();
+    let non_members =
+        |stores: &[u64]| all.iter().copied().filter(|id| !stores.contains(id)).collect::<Vec<_>>();
+    match fault {
+        Fault::Split { keys } => {
+            let mut errs = Vec::new();
+            for k in keys {
+                let k = String::from_utf8_lossy(k);
+                if let Err(e) = ctl.run(&["region", "split", "--key", &k]) {
+                    errs.push(format!("{k}: {e}"));
+                }
+            }
+            if errs.len() == keys.len() {
+                return Err(anyhow!("{}", errs.join("; ")));
+            }
+        }
+        Fault::Transfer { key, to } => {
+            // To one of the region's own stores (PD refuses others).
+            let (region, stores) = region_of(ctl, key)?;
+            let target = pick(&stores, *to)?;
+            ctl.run(&["operator", "transfer-leader", &region.to_string(), &target.to_string()])?;
+        }
+        Fault::ConfChange { key, store } => {
+            // Remove a peer from a full region, add one to a region short of replicas.
+            let (region, stores) = region_of(ctl, key)?;
+            let (verb, target) = if stores.len() >= MAX_REPLICAS {
+                ("remove-peer", pick(&stores, *store)?)
+            } else {
+                ("add-peer", pick(&non_members(&stores), *store)?)
+            };
+            ctl.run(&["operator", verb, &region.to_string(), &target.to_string()])?;
+        }
+        Fault::MoveReplica { key, to } => {
+            let (region, stores) = region_of(ctl, key)?;
+            let from = pick(&stores, *to)?;
+            let target = pick(&non_members(&stores), *to)?;
+            let (r, f, t) = (region.to_string(), from.to_string(), target.to_string());
+            ctl.run(&["operator", "transfer-peer", &r, &f, &t])?;
+        }
+        Fault::Kill { .. }
+        | Fault::Pause { .. }
+        | Fault::Partition(_)
+        | Fault::ClientPartition { .. }
+        | Fault::PdRestart
+        | Fault::PowerLossAll => unreachable!("not an admin fault"),
+    }
+    Ok(())
+}
+
+/// PD's `max-replicas` in the harness's clusters (its default).
+const MAX_REPLICAS: usize = 3;
+
+/// The `i`-th of `ids` (wrapping), for choices the schedule made as a number.
+fn pick(ids: &[u64], i: usize) -> Result<u64> {
+    if ids.is_empty() {
+        return Err(anyhow!("no store to choose from"));
+    }
+    Ok(ids[i % ids.len()])
+}
+
+/// The id and the stores of the region holding `key`, from PD.
+fn region_of(ctl: &Ctl, key: &[u8]) -> Result<(u64, Vec<u64>)> {
+    let out = ctl.run(&["--json", "region", "show", "--key", &String::from_utf8_lossy(key)])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    let id = v["id"].as_u64().ok_or_else(|| anyhow!("no region id in {out}"))?;
+    let stores = v["peers"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(|p| p["store_id"].as_u64()).collect())
+        .unwrap_or_default();
+    Ok((id, stores))
+}
+
+/// One line for the log.
+pub fn describe(f: &Fault) -> String {
+    let show = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+    match f {
+        Fault::Kill { stores } => format!("kill -9 stores {stores:?}"),
+        Fault::Pause { stores } => format!("pause stores {stores:?}"),
+        Fault::Partition(Partition::Halves { minority }) => {
+            format!("partition {minority:?} | rest")
+        }
+        Fault::Partition(Partition::Bridge { left, bridge, right }) => {
+            format!("partition {left:?} | {right:?}, bridged by {bridge}")
+        }
+        Fault::ClientPartition { store, lose_responses: true } => {
+            format!("client partition of store {store}: answers lost")
+        }
+        Fault::ClientPartition { store, lose_responses: false } => {
+            format!("client partition of store {store}: requests refused")
+        }
+        Fault::PdRestart => "kill -9 PD".to_string(),
+        Fault::PowerLossAll => "power loss of every store".to_string(),
+        Fault::Split { keys } => {
+            format!("split at {:?}", keys.iter().map(|k| show(k)).collect::<Vec<_>>())
+        }
+        Fault::Transfer { key, to } => format!("transfer leader of {} (choice {to})", show(key)),
+        Fault::ConfChange { key, store } => {
+            format!("add/remove a peer of {} (choice {store})", show(key))
+        }
+        Fault::MoveReplica { key, to } => format!("move a replica of {} (choice {to})", show(key)),
+    }
+}

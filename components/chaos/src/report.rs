@@ -1,0 +1,282 @@
+//! The end of a run: final reads, the checks, and the summary with its machine-readable last
+//! line `chaos: seed=S minutes=M faults=N ops=N anomalies=A lost=L`.
+//!
+//! What counts as an anomaly: a key whose history is not linearizable, a key the checker
+//! could not decide (never passed as OK), a bank total outside what the outcomes allow, and a
+//! store that exited by itself. Lost: an acknowledged add of the set workload that is absent
+//! at the end.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use lincheck::{Outcome, Verdict};
+use tikv_client::RawClient;
+
+use crate::nemesis::FaultLog;
+use crate::schedule::Kind;
+use crate::workload::{self, BankLedger, Recorder, ACCOUNTS, OPENING_BALANCE, REGISTER_KEYS};
+use crate::Options;
+
+/// The final reader's client id in the history.
+const FINAL_READER: u64 = u64::MAX - 1;
+/// Longest the final reads may take, all together.
+const FINAL_READS_TIMEOUT: Duration = Duration::from_secs(90);
+/// Set keys read per batch at the end.
+const SET_BATCH: usize = 256;
+
+/// What was read at the end.
+pub struct Finals {
+    /// Each account's final value; `None` when it could not be read.
+    pub accounts: Vec<Option<Option<Vec<u8>>>>,
+    /// Set keys found present.
+    pub set_present: HashSet<Vec<u8>>,
+    /// Whether every set key could be read.
+    pub set_read: bool,
+}
+
+/// Reads the registers and accounts (recorded: the checker sees the final state) and the
+/// set's keys (batched, not recorded).
+pub async fn final_reads(
+    rec: &Recorder,
+    client: &RawClient,
+    set_acked: &[Vec<u8>],
+    set_unknown: &[Vec<u8>],
+) -> Finals {
+    let deadline = Instant::now() + FINAL_READS_TIMEOUT;
+    for i in 0..REGISTER_KEYS {
+        workload::read_settled(rec, client, FINAL_READER, &workload::register_key(i), deadline)
+            .await;
+    }
+    let mut accounts = Vec::new();
+    for i in 0..ACCOUNTS {
+        let key = workload::account_key(i);
+        accounts.push(workload::read_settled(rec, client, FINAL_READER, &key, deadline).await);
+    }
+    let mut set_present = HashSet::new();
+    let mut set_read = true;
+    let all: Vec<&Vec<u8>> = set_acked.iter().chain(set_unknown).collect();
+    for chunk in all.chunks(SET_BATCH) {
+        if !set_read {
+            break;
+        }
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|k| k.to_vec()).collect();
+        loop {
+            let r =
+                tokio::time::timeout(workload::OP_TIMEOUT, client.batch_get(keys.clone())).await;
+            if let Ok(Ok(pairs)) = r {
+                set_present.extend(pairs.into_iter().map(|p| Vec::<u8>::from(p.0)));
+                break;
+            }
+            if Instant::now() > deadline {
+                set_read = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Finals { accounts, set_present, set_read }
+}
+
+/// The run's result.
+pub struct Summary {
+    pub seed: u64,
+    pub elapsed: Duration,
+    pub faults: BTreeMap<Kind, (usize, usize)>,
+    pub ops_ok: usize,
+    pub ops_fail: usize,
+    pub ops_unknown: usize,
+    pub check: lincheck::Report,
+    pub check_time: Duration,
+    pub bank: Result<String, String>,
+    pub set: Result<String, String>,
+    pub lost: usize,
+    pub crashed: Vec<String>,
+    /// Longest time without a successful operation, and the fault last started before it ended.
+    pub longest_gap: (Duration, String),
+    /// The most frequent client errors.
+    pub top_errors: Vec<(String, usize)>,
+}
+
+impl Summary {
+    pub fn anomalies(&self) -> usize {
+        let keys =
+            self.check.keys.iter().filter(|k| !matches!(k.verdict, Verdict::Linearizable)).count();
+        keys + usize::from(self.bank.is_err()) + self.crashed.len()
+    }
+
+    pub fn failed(&self) -> bool {
+        self.anomalies() > 0 || self.lost > 0 || self.set.is_err()
+    }
+
+    fn fault_total(&self) -> usize {
+        self.faults.values().map(|(n, _)| n).sum()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn summarize(
+    opts: &Options,
+    elapsed: Duration,
+    rec: &Recorder,
+    faults: &FaultLog,
+    ledger: &BankLedger,
+    set_acked: &[Vec<u8>],
+    finals: &Finals,
+    crashed: Vec<String>,
+) -> Summary {
+    let events = rec.events();
+    let (mut ok, mut fail, mut unknown) = (0, 0, 0);
+    for e in &events {
+        match e.outcome {
+            Outcome::Ok(_) => ok += 1,
+            Outcome::Fail => fail += 1,
+            Outcome::Unknown => unknown += 1,
+        }
+    }
+    let started = Instant::now();
+    let check = lincheck::check(&events, &lincheck::Options::default());
+    let check_time = started.elapsed();
+    let lost: Vec<&Vec<u8>> =
+        set_acked.iter().filter(|k| !finals.set_present.contains(*k)).collect();
+    let set = if !finals.set_read {
+        Err("the set's keys could not all be read at the end".to_string())
+    } else {
+        Ok(format!("{} acknowledged adds, {} missing", set_acked.len(), lost.len()))
+    };
+    Summary {
+        seed: opts.seed,
+        elapsed,
+        faults: faults.by_kind(),
+        ops_ok: ok,
+        ops_fail: fail,
+        ops_unknown: unknown,
+        check,
+        check_time,
+        bank: bank_check(ledger, &finals.accounts),
+        set,
+        lost: lost.len(),
+        crashed,
+        longest_gap: longest_gap(&rec.ok_times(), faults),
+        top_errors: rec.top_errors(8),
+    }
+}
+
+/// The bank's total at the end against the bounds the outcomes allow.
+fn bank_check(ledger: &BankLedger, accounts: &[Option<Option<Vec<u8>>>]) -> Result<String, String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut total = 0i64;
+    for (i, a) in accounts.iter().enumerate() {
+        let Some(v) = a else { return Err(format!("account {i} could not be read at the end")) };
+        let bal = v
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|s| s.split(':').next()?.parse::<i64>().ok())
+            .ok_or_else(|| format!("account {i} holds {v:?}, not a balance"))?;
+        total += bal;
+    }
+    let opening = OPENING_BALANCE * ACCOUNTS as i64;
+    let (lo, hi) = (ledger.lo.load(Relaxed), ledger.hi.load(Relaxed));
+    let change = total - opening;
+    let transfers = ledger.transfers_ok.load(Relaxed);
+    if (lo..=hi).contains(&change) {
+        Ok(format!(
+            "total {total} (opening {opening}, allowed change {lo}..={hi}), {transfers} transfers"
+        ))
+    } else {
+        Err(format!("total {total}: changed by {change}, outcomes allow only {lo}..={hi}"))
+    }
+}
+
+/// The longest time between successful operations, after the warm-up.
+fn longest_gap(ok_times: &[u64], faults: &FaultLog) -> (Duration, String) {
+    let mut best = (Duration::ZERO, Duration::ZERO);
+    for w in ok_times.windows(2) {
+        let gap = Duration::from_nanos(w[1] - w[0]);
+        if gap > best.0 {
+            best = (gap, Duration::from_nanos(w[0]));
+        }
+    }
+    let (gap, from) = best;
+    let records = faults.records.lock();
+    let cause = records
+        .iter()
+        .filter(|r| r.started <= from + gap)
+        .max_by_key(|r| r.started)
+        .map_or("no fault".to_string(), |r| {
+            format!("{} at {:.1}s", r.detail, r.started.as_secs_f64())
+        });
+    (gap, format!("from {:.1}s, after: {cause}", from.as_secs_f64()))
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "\n== chaos summary (seed {}, {:.1} min) ==",
+            self.seed,
+            self.elapsed.as_secs_f64() / 60.0
+        )?;
+        writeln!(f, "{:<18} {:>6} {:>8}", "fault", "count", "refused")?;
+        for (k, (n, refused)) in &self.faults {
+            writeln!(f, "{:<18} {:>6} {:>8}", k.name(), n, refused)?;
+        }
+        writeln!(f, "{:<18} {:>6}", "total", self.fault_total())?;
+        writeln!(
+            f,
+            "operations: {} ok, {} failed (no effect), {} unknown",
+            self.ops_ok, self.ops_fail, self.ops_unknown
+        )?;
+        for (e, n) in &self.top_errors {
+            writeln!(f, "  {n:>7} x {e}")?;
+        }
+        let undecided =
+            self.check.keys.iter().filter(|k| matches!(k.verdict, Verdict::Undecided)).count();
+        writeln!(
+            f,
+            "linearizability: {} keys checked in {:.2}s, {} not linearizable, {} undecided",
+            self.check.keys.len(),
+            self.check_time.as_secs_f64(),
+            self.check
+                .keys
+                .iter()
+                .filter(|k| matches!(k.verdict, Verdict::NotLinearizable { .. }))
+                .count(),
+            undecided
+        )?;
+        for k in &self.check.keys {
+            if !matches!(k.verdict, Verdict::Linearizable) {
+                writeln!(f, "{k}")?;
+            }
+        }
+        writeln!(
+            f,
+            "bank: {}",
+            self.bank.as_ref().map_or_else(|e| format!("ANOMALY: {e}"), |s| s.clone())
+        )?;
+        writeln!(
+            f,
+            "set: {}",
+            self.set.as_ref().map_or_else(|e| format!("ANOMALY: {e}"), |s| s.clone())
+        )?;
+        for c in &self.crashed {
+            writeln!(f, "ANOMALY: {c}")?;
+        }
+        writeln!(
+            f,
+            "longest unavailability: {:.2}s ({})",
+            self.longest_gap.0.as_secs_f64(),
+            self.longest_gap.1
+        )?;
+        write!(
+            f,
+            "chaos: seed={} minutes={:.1} faults={} ops={} anomalies={} lost={}",
+            self.seed,
+            self.elapsed.as_secs_f64() / 60.0,
+            self.fault_total(),
+            self.ops_ok + self.ops_fail + self.ops_unknown,
+            self.anomalies(),
+            self.lost
+        )
+    }
+}
