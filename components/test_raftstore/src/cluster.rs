@@ -687,11 +687,16 @@ impl Cluster {
                 Ok(reply) => reply,
                 Err(m) => return Some(Err(errorpb::Error { message: m, ..Default::default() })),
             };
-            // The leader may not have applied what a follower already did (the newest layout
-            // routed this request): its epoch is then older than the request's.
-            let leader_behind = |e: &errorpb::Error| {
+            // The views disagree, which a retry with a fresh view settles: the leader may not
+            // have applied what a follower already did (the newest layout routed this
+            // request: its epoch is older than the request's), or the leader has applied and
+            // answered the previous change before any store's meta shows it (the meta follows
+            // the apply result: the request's epoch is the older one).
+            let views_differ = |e: &errorpb::Error| {
                 e.epoch_not_match.as_ref().is_some_and(|m| {
-                    m.current_regions.iter().any(|r| r.id == region_id && is_newer(&region, r))
+                    m.current_regions.iter().any(|r| {
+                        r.id == region_id && (is_newer(&region, r) || is_newer(r, &region))
+                    })
                 })
             };
             match reply.error() {
@@ -702,7 +707,7 @@ impl Cluster {
                     if e.not_leader.is_some()
                         || e.stale_command.is_some()
                         || e.server_is_busy.is_some()
-                        || leader_behind(e) =>
+                        || views_differ(e) =>
                 {
                     self.leader_hints.lock().remove(&region_id);
                     last = Some(e.clone());

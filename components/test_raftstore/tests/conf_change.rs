@@ -243,15 +243,15 @@ fn a_tombstone_refuses_stale_messages_and_a_newer_vote_creates_an_uninitialized_
     let region = cluster.change_peer(1, ConfChangeType::RemoveNode, gone.clone()).unwrap();
     wait_tombstone(&cluster, gone.store_id);
     let leader = cluster.wait_leader(1);
-    let vote = |epoch: proto::metapb::RegionEpoch, to_id: u64| {
+    let vote_from = |from: &proto::metapb::Peer, epoch: proto::metapb::RegionEpoch, to_id: u64| {
         let mut m = raft::eraftpb::Message::default();
         m.set_msg_type(raft::eraftpb::MessageType::MsgRequestVote);
-        m.from = leader.id;
+        m.from = from.id;
         m.to = to_id;
         m.term = 100;
         proto::raft_serverpb::RaftMessage {
             region_id: 1,
-            from_peer: Some(leader.clone()),
+            from_peer: Some(from.clone()),
             to_peer: Some(proto::metapb::Peer {
                 id: to_id,
                 store_id: gone.store_id,
@@ -264,6 +264,7 @@ fn a_tombstone_refuses_stale_messages_and_a_newer_vote_creates_an_uninitialized_
             ..Default::default()
         }
     };
+    let vote = |epoch, to_id| vote_from(&leader, epoch, to_id);
     let tombstone_index =
         DroppedMessage::ALL.iter().position(|d| *d == DroppedMessage::Tombstone).unwrap();
     let dropped = || cluster.stats(gone.store_id).raft_messages_dropped[tombstone_index];
@@ -275,6 +276,29 @@ fn a_tombstone_refuses_stale_messages_and_a_newer_vote_creates_an_uninitialized_
         .unwrap();
     wait_for("the stale vote to be dropped", T, || (dropped() > before).then_some(()));
     assert!(!cluster.store_meta(gone.store_id).lock().is_uninitialized(1.into()));
+    // From a peer the tombstone shows was removed before this one (an older epoch, not in the
+    // tombstone's region): answered `is_tombstone` with the tombstone's epoch, so it stops
+    // campaigning. The leader, a member of that region, got no such answer above.
+    let answers = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    cluster.hub.add_filter(TombstoneAnswers { from: gone.store_id, seen: answers.clone() });
+    let removed_earlier =
+        proto::metapb::Peer { id: 999, store_id: leader.store_id, ..Default::default() };
+    // The tombstone keeps the region as the removed peer last knew it (with or without its
+    // own removal: see the test above), so "older" is relative to the tombstone's epoch.
+    let tombstone_epoch = cluster
+        .region_local_state(gone.store_id, 1)
+        .and_then(|s| s.region?.region_epoch)
+        .expect("the tombstone's region");
+    let mut older = tombstone_epoch;
+    older.conf_ver -= 1;
+    cluster
+        .router(gone.store_id)
+        .send_raft_message(vote_from(&removed_earlier, older, gone.id))
+        .unwrap();
+    let answer = wait_for("the tombstone's answer", T, || answers.lock().first().cloned());
+    assert_eq!(answer.to_peer.as_ref().map(|p| p.id), Some(999));
+    assert_eq!(answer.region_epoch, Some(tombstone_epoch), "the tombstone's epoch");
+    assert_eq!(answers.lock().len(), 1, "only the removed sender is answered");
     // From a newer configuration, to a new peer id (the store was added back): a peer is
     // created, uninitialized until a snapshot gives it the region.
     let mut newer = region.region_epoch.unwrap();
@@ -285,6 +309,25 @@ fn a_tombstone_refuses_stale_messages_and_a_newer_vote_creates_an_uninitialized_
     });
     assert!(cluster.store_meta(gone.store_id).lock().region(1.into()).is_none(), "no range yet");
     cluster.must_put(b"k2", b"v2");
+}
+
+/// Records the `is_tombstone` answers `from` (a store) sends; passes everything.
+struct TombstoneAnswers {
+    from: u64,
+    seen: std::sync::Arc<parking_lot::Mutex<Vec<proto::raft_serverpb::RaftMessage>>>,
+}
+
+impl test_raftstore::Filter for TombstoneAnswers {
+    fn verdict(
+        &self,
+        from: u64,
+        msg: &proto::raft_serverpb::RaftMessage,
+    ) -> test_raftstore::Verdict {
+        if from == self.from && msg.is_tombstone {
+            self.seen.lock().push(msg.clone());
+        }
+        test_raftstore::Verdict::Pass
+    }
 }
 
 /// A new peer of region 1 on `store_id` (ids as the cluster numbers them).

@@ -58,6 +58,12 @@ use self::read::ReadQueue;
 use self::split::{PendingEpochChange, SizeTracker};
 use self::storage::PeerStorage;
 
+/// Most bytes of committed entries one ready hands to the apply FSM (TiKV's figure). The rest
+/// comes in the next readies: a follower that catches up on a long log, or a leader whose
+/// apply fell behind, never puts the whole backlog into the apply mailbox at once (its sends
+/// are `force_send`: this bound is what keeps them bounded).
+const MAX_COMMITTED_SIZE_PER_READY: u64 = 16 << 20;
+
 type Snap<EK> = <EK as KvEngine>::Snapshot;
 
 /// The raft peer of one region on this store. What it holds beyond raft is grouped by who
@@ -158,6 +164,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             check_quorum: true,
             pre_vote: cfg.prevote,
             skip_bcast_commit: true,
+            max_committed_size_per_ready: MAX_COMMITTED_SIZE_PER_READY,
             ..Default::default()
         };
         let raft_group = RawNode::new(&raft_cfg, storage, &logger).map_err(|e| {

@@ -13,7 +13,11 @@
 //!    than `UNINITIALIZED_PEERS_MAX` such peers, and this store has no tombstone of the
 //!    region at least as new as the message;
 //! 3. anything else is stale (for a peer destroyed here, or an append to a peer that does
-//!    not exist yet): dropped and counted.
+//!    not exist yet): dropped and counted. A sender this store's tombstone of the region
+//!    shows was removed before this store's peer (its epoch is older and its peer id is not
+//!    in the tombstone's region) is answered `is_tombstone` with the tombstone's epoch, so it
+//!    stops campaigning even when every member it knows of has gone too (its own PD check,
+//!    `peer::stale`, is the other way out).
 
 use batch_system::{Fsm, Inbox};
 use engine_traits::{KvEngine, RaftEngine, CF_RAFT};
@@ -28,6 +32,8 @@ use crate::stats::DroppedMessage;
 use crate::store::life;
 use crate::store::meta::UNINITIALIZED_PEERS_MAX;
 use crate::store::PollContext;
+use crate::transport::Transport;
+use crate::util::{find_peer_by_id, is_epoch_stale};
 
 pub struct StoreFsm {
     inbox: Inbox<StoreMsg>,
@@ -40,7 +46,7 @@ impl StoreFsm {
     }
 
     /// Handles everything queued; returns the inbox length left (0).
-    pub(crate) fn handle<EK: KvEngine, ER: RaftEngine, T>(
+    pub(crate) fn handle<EK: KvEngine, ER: RaftEngine, T: Transport>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
     ) -> usize {
@@ -53,7 +59,7 @@ impl StoreFsm {
         self.inbox.len()
     }
 
-    fn on_raft_message<EK: KvEngine, ER: RaftEngine, T>(
+    fn on_raft_message<EK: KvEngine, ER: RaftEngine, T: Transport>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
         msg: RaftMessage,
@@ -109,6 +115,9 @@ impl StoreFsm {
         }
         if let Some(why) = local.as_ref().and_then(|l| stale_for_local_state(l, &msg)) {
             drop(meta);
+            if let Some(answer) = local.as_ref().and_then(|l| tombstone_answer(l, &msg)) {
+                let _ = ctx.transport.send(answer);
+            }
             return self.drop_message(ctx, &msg, why);
         }
         if meta.uninitialized_count() >= UNINITIALIZED_PEERS_MAX {
@@ -180,6 +189,30 @@ fn stale_for_local_state(local: &RegionLocalState, msg: &RaftMessage) -> Option<
     } else {
         None
     }
+}
+
+/// The answer to a message from a sender that this store's tombstone of the region shows was
+/// removed before this store's peer (module doc, case 3): `is_tombstone`, from the peer the
+/// message was for, with the tombstone's epoch (the sender believes a newer epoch only).
+fn tombstone_answer(local: &RegionLocalState, msg: &RaftMessage) -> Option<RaftMessage> {
+    if local.state != PeerState::Tombstone as i32 {
+        return None;
+    }
+    let region = local.region.as_ref()?;
+    let ours = region.region_epoch?;
+    let theirs = msg.region_epoch?;
+    let from = msg.from_peer.clone()?;
+    if !is_epoch_stale(&theirs, &ours) || find_peer_by_id(region, util::PeerId(from.id)).is_some() {
+        return None;
+    }
+    Some(RaftMessage {
+        region_id: msg.region_id,
+        from_peer: msg.to_peer.clone(),
+        to_peer: Some(from),
+        region_epoch: Some(ours),
+        is_tombstone: true,
+        ..Default::default()
+    })
 }
 
 impl Fsm for StoreFsm {
