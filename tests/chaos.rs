@@ -1,20 +1,23 @@
-//! The nemesis harness in `make test`: a short run of `regionstore-chaos`'s library on a
-//! fixed seed against real processes (this build's binaries, which have failpoints). Every
-//! fault kind is injected at least once, and the run must find no anomaly and lose no
-//! acknowledged write. The long soak with random seeds is `make chaos`.
+//! The nemesis harness in `make test`: short runs of `regionstore-chaos`'s library on a fixed
+//! set of seeds against real processes (this build's binaries, which have failpoints). Every
+//! fault kind is injected (not only scheduled: the cluster may refuse an admin command) at
+//! least once over the set, and no run may find an anomaly or lose an acknowledged write.
+//! The long soak with random seeds is `make chaos`.
 
 use std::time::Duration;
 
 use chaos::cluster::Binaries;
 use chaos::schedule::Kind;
 
-/// Fixed, so that CI is repeatable; a failure prints it for `regionstore-chaos --seed`.
-const SEED: u64 = 20_261_203;
+/// Fixed, so that CI is repeatable; a failure prints its seed for `regionstore-chaos --seed`.
+const SEEDS: [u64; 2] = [20_261_203, 7_310_541];
+/// Each seed's run; the schedule puts every kind into the first ~30 s of a run.
+const RUN: Duration = Duration::from_secs(70);
 
-fn options(dir: &tempfile::TempDir, stores: usize) -> chaos::Options {
+fn options(dir: &tempfile::TempDir, seed: u64, stores: usize) -> chaos::Options {
     chaos::Options {
-        seed: SEED,
-        duration: Duration::from_secs(100),
+        seed,
+        duration: RUN,
         stores,
         clients: 4,
         bins: Binaries {
@@ -22,25 +25,30 @@ fn options(dir: &tempfile::TempDir, stores: usize) -> chaos::Options {
             pd: env!("CARGO_BIN_EXE_regionstore-pd").into(),
             ctl: env!("CARGO_BIN_EXE_regionstore-ctl").into(),
         },
-        dir: dir.path().join("run"),
+        dir: dir.path().join(format!("run-{seed}")),
         keep: false,
         power_loss: true,
     }
 }
 
 #[test]
-fn a_short_nemesis_run_with_every_fault_kind_finds_no_anomaly() {
+fn short_nemesis_runs_on_a_fixed_seed_set_inject_every_fault_kind_and_find_no_anomaly() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = options(&dir, 5);
-    let summary = chaos::run(&opts).expect("the run completes");
-    if summary.failed() {
-        let kept = dir.keep();
-        panic!("{summary}\nlogs kept in {}", kept.display());
+    let mut injected: std::collections::BTreeMap<Kind, usize> = Default::default();
+    for seed in SEEDS {
+        let summary = chaos::run(&options(&dir, seed, 5)).expect("the run completes");
+        if summary.failed() {
+            let kept = dir.keep();
+            panic!("{summary}\nlogs kept in {}", kept.display());
+        }
+        assert!(summary.ops_ok > 500, "too little work got done:\n{summary}");
+        for k in Kind::ALL {
+            *injected.entry(k).or_default() += summary.injected(k);
+        }
     }
     for k in Kind::ALL {
-        assert!(summary.faults.contains_key(&k), "no {} fault was injected:\n{summary}", k.name());
+        assert!(injected[&k] > 0, "no {} fault was injected by seeds {SEEDS:?}", k.name());
     }
-    assert!(summary.ops_ok > 1000, "too little work got done:\n{summary}");
 }
 
 /// The harness names the store's fault failpoints without linking the server crate.
@@ -57,7 +65,8 @@ fn the_harness_names_the_servers_failpoints() {
 #[test]
 fn the_network_fuzzer_crashes_nothing_and_a_well_formed_client_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let report = chaos::run_fuzz(&options(&dir, 3), Duration::from_secs(30)).expect("the run");
+    let report =
+        chaos::run_fuzz(&options(&dir, SEEDS[0], 3), Duration::from_secs(30)).expect("the run");
     let failures = report.failures();
     if !failures.is_empty() {
         let kept = dir.keep();

@@ -4,6 +4,9 @@
 //! `chaos: seed=S minutes=M faults=N ops=N anomalies=A lost=L`. Exits 1 when anomalies or
 //! lost writes are not 0, 2 when the run could not be done.
 //!
+//! Ctrl-C, SIGTERM or SIGHUP kill every process the run started (paused ones too) and exit
+//! with 128 + the signal.
+//!
 //! The product binaries must have failpoints (the workspace's test builds: `cargo build
 //! --workspace --tests`); they are looked for beside this executable unless `--bin-dir`.
 
@@ -50,6 +53,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // First, before any thread starts: Ctrl-C or a SIGTERM kills the cluster with the harness.
+    if let Err(e) = chaos::cluster::stop_children_on_signal() {
+        eprintln!("regionstore-chaos: {e:#}");
+        return ExitCode::from(2);
+    }
     let seed = args.seed.unwrap_or_else(rand_seed);
     let bins = match &args.bin_dir {
         Some(d) => chaos::cluster::Binaries::in_dir(d),

@@ -7,8 +7,18 @@
 //! 2. A paused process (SIGSTOP) is never sent a status request (it would not answer) and is
 //!    resumed before it is killed or the cluster stops, so no process is left stopped.
 //! 3. Every child is killed when the cluster is dropped, whatever path the harness took.
+//! 4. A process that exits by itself (a crash) is never mistaken for one the harness killed:
+//!    every path that takes or replaces a child (`kill_store`, `start_store`, `kill_pd`,
+//!    `start_pd`, and `reap_crashes` on every nemesis tick) first looks whether it exited
+//!    and records it in `crashes` (an anomaly of the run); the store is then started again,
+//!    as a supervisor would, so the run goes on.
+//! 5. Every child's pid is in [`CHILDREN`] while it may run, so that a harness stopped by a
+//!    signal kills them all ([`kill_all_children`], called by `regionstore-chaos`'s signal
+//!    thread): a paused store is never left stopped behind a dead harness. Children start
+//!    with the signals unblocked that the harness blocks for that thread (`spawn`).
+//!    (A harness killed with SIGKILL cannot do this; its children are orphaned.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,6 +27,85 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use crate::http;
+
+/// The pids of the children that may be running (invariant 5).
+static CHILDREN: std::sync::Mutex<BTreeSet<i32>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// The signals `regionstore-chaos` blocks in its threads and waits for on one of its own.
+pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Resumes and kills every child that may be running (invariant 5). For the signal thread of
+/// a harness that is being stopped; the cluster's own paths do this in order otherwise.
+pub fn kill_all_children() {
+    let pids = CHILDREN.lock().map(|c| c.clone()).unwrap_or_default();
+    for pid in pids {
+        // SAFETY: kill(2) on a pid this process spawned; no memory is touched.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Blocks [`STOP_SIGNALS`] in the calling thread (and so in every thread it starts later:
+/// call it first in `main`) and waits for them on a thread of their own, which kills every
+/// child (invariant 5) and exits the process with 128 + the signal's number.
+pub fn stop_children_on_signal() -> Result<()> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the mask change
+    // affects this thread only.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            bail!("cannot block the stop signals");
+        }
+        set
+    };
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is initialised above; sigwait writes the signal's number to `sig`.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            eprintln!("regionstore-chaos: signal {sig}: killing the cluster's processes");
+            kill_all_children();
+            std::process::exit(128 + sig);
+        }
+    })?;
+    Ok(())
+}
+
+/// Spawns `cmd`, its pid registered in [`CHILDREN`], with [`STOP_SIGNALS`] unblocked in it
+/// (a blocked mask survives exec: a store would ignore the SIGTERM of `Cluster::stop`).
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure runs in the child between fork and exec and only calls
+    // async-signal-safe functions (sigemptyset, sigaddset, sigprocmask) on a local set.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in STOP_SIGNALS {
+                libc::sigaddset(&mut set, sig);
+            }
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.insert(child.id() as i32);
+    }
+    Ok(child)
+}
+
+/// Removes a child that has been reaped from [`CHILDREN`].
+fn forget(child: &Child) {
+    if let Ok(mut c) = CHILDREN.lock() {
+        c.remove(&(child.id() as i32));
+    }
+}
 
 /// Status requests give up after this (a store that does not answer is treated as down).
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
@@ -119,17 +208,22 @@ impl Ctl {
     /// Runs `regionstore-ctl --pd PD ARGS`; its stdout on success, else its stderr (or a
     /// timeout: the command is killed after [`CTL_TIMEOUT`]) as the error.
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        let child = Command::new(&self.path)
-            .args(["--pd", &self.pd])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run regionstore-ctl")?;
+        let child = spawn(
+            Command::new(&self.path)
+                .args(["--pd", &self.pd])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .context("cannot run regionstore-ctl")?;
         let pid = child.id();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
+            let out = child.wait_with_output();
+            if let Ok(mut c) = CHILDREN.lock() {
+                c.remove(&(pid as i32));
+            }
+            let _ = tx.send(out);
         });
         let out = match rx.recv_timeout(CTL_TIMEOUT) {
             Ok(out) => out.context("regionstore-ctl failed")?,
@@ -162,6 +256,16 @@ impl Proc {
         self.child.is_some()
     }
 
+    /// If the process exited by itself, forgets it and returns its status.
+    fn take_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        if let Some(c) = self.child.take() {
+            forget(&c);
+        }
+        self.paused = false;
+        Some(status)
+    }
+
     fn signal(&self, sig: libc::c_int) {
         if let Some(c) = &self.child {
             // SAFETY: kill(2) on our own child's pid; no memory is touched.
@@ -179,6 +283,7 @@ impl Proc {
             }
             let _ = c.kill();
             let _ = c.wait();
+            forget(&c);
         }
     }
 
@@ -216,6 +321,8 @@ pub struct Cluster {
     pd_addr: String,
     pd: Proc,
     stores: Vec<Store>,
+    /// Processes that exited by themselves (invariant 4), in order, with their status.
+    crashes: Vec<String>,
 }
 
 impl Cluster {
@@ -231,6 +338,7 @@ impl Cluster {
             pd_addr: format!("127.0.0.1:{}", free_port()),
             pd: Proc::new(),
             stores: Vec::new(),
+            crashes: Vec::new(),
         };
         c.start_pd()?;
         for i in 0..stores {
@@ -278,40 +386,90 @@ impl Cluster {
     }
 
     pub fn start_pd(&mut self) -> Result<()> {
-        let child = Command::new(&self.bins.pd)
-            .args(["--addr", &self.pd_addr, "--data-dir"])
-            .arg(self.dir.join("pd"))
-            .stdout(Stdio::null())
-            .stderr(self.log_file("pd.log")?)
-            .spawn()
-            .context("cannot start regionstore-pd")?;
+        self.note_pd_exit();
+        if self.pd.running() {
+            return Ok(());
+        }
+        let child = spawn(
+            Command::new(&self.bins.pd)
+                .args(["--addr", &self.pd_addr, "--data-dir"])
+                .arg(self.dir.join("pd"))
+                .stdout(Stdio::null())
+                .stderr(self.log_file("pd.log")?),
+        )
+        .context("cannot start regionstore-pd")?;
         self.pd.child = Some(child);
         Ok(())
     }
 
     pub fn kill_pd(&mut self) {
+        self.note_pd_exit();
         self.pd.kill9();
+    }
+
+    fn note_pd_exit(&mut self) {
+        if let Some(st) = self.pd.take_exit() {
+            let log = self.dir.join("pd.log");
+            self.crashes.push(format!("PD exited by itself ({st}); see {}", log.display()));
+        }
+    }
+
+    fn note_store_exit(&mut self, i: usize) {
+        if let Some(st) = self.stores[i].proc.take_exit() {
+            let log = self.store_log(i);
+            self.crashes.push(format!("store {i} exited by itself ({st}); see {}", log.display()));
+        }
+    }
+
+    /// Records the processes that exited by themselves since the last look and starts them
+    /// again (invariant 4). Called on every nemesis tick.
+    pub fn reap_crashes(&mut self) {
+        for i in 0..self.stores.len() {
+            if self.stores[i].proc.running() {
+                self.note_store_exit(i);
+                if !self.stores[i].proc.running() {
+                    let _ = self.start_store(i);
+                }
+            }
+        }
+        if self.pd.running() {
+            self.note_pd_exit();
+            if !self.pd.running() {
+                let _ = self.start_pd();
+            }
+        }
+    }
+
+    /// The crashes recorded so far plus any process found exited now (invariant 4).
+    pub fn crashes(&mut self) -> Vec<String> {
+        for i in 0..self.stores.len() {
+            self.note_store_exit(i);
+        }
+        self.note_pd_exit();
+        self.crashes.clone()
     }
 
     /// Starts (or restarts) store `i` from its data directory.
     pub fn start_store(&mut self, i: usize) -> Result<()> {
+        self.note_store_exit(i);
         let log = self.log_file(&format!("store-{i}.log"))?;
         let power_loss = self.power_loss;
         let s = &mut self.stores[i];
         if s.proc.running() {
             return Ok(());
         }
-        let child = Command::new(&self.bins.server)
-            .arg("--config")
-            .arg(self.dir.join("store.toml"))
-            .args(["--pd", &self.pd_addr, "--addr", &s.addr, "--status-addr", &s.status_addr])
-            .arg("--data-dir")
-            .arg(&s.data_dir)
-            .env("REGIONSTORE_SIMULATE_POWER_LOSS", if power_loss { "1" } else { "0" })
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("cannot start regionstore-server")?;
+        let child = spawn(
+            Command::new(&self.bins.server)
+                .arg("--config")
+                .arg(self.dir.join("store.toml"))
+                .args(["--pd", &self.pd_addr, "--addr", &s.addr, "--status-addr", &s.status_addr])
+                .arg("--data-dir")
+                .arg(&s.data_dir)
+                .env("REGIONSTORE_SIMULATE_POWER_LOSS", if power_loss { "1" } else { "0" })
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .context("cannot start regionstore-server")?;
         s.proc.child = Some(child);
         s.failpoints.clear();
         Ok(())
@@ -344,6 +502,7 @@ impl Cluster {
 
     /// kill -9 of store `i` (resumed first if paused).
     pub fn kill_store(&mut self, i: usize) {
+        self.note_store_exit(i);
         self.stores[i].proc.kill9();
     }
 
@@ -359,13 +518,6 @@ impl Cluster {
     pub fn store_up(&self, i: usize) -> bool {
         let p = &self.stores[i].proc;
         p.running() && !p.paused
-    }
-
-    /// Whether a started store's process has exited by itself (a crash: an anomaly of its
-    /// own, whatever the history says).
-    pub fn exited_by_itself(&mut self, i: usize) -> Option<std::process::ExitStatus> {
-        let c = self.stores[i].proc.child.as_mut()?;
-        c.try_wait().ok().flatten()
     }
 
     pub fn status_addr(&self, i: usize) -> String {
@@ -384,20 +536,6 @@ impl Cluster {
             })
             .max()
             .map_or(0, |kib| kib * 1024)
-    }
-
-    /// Processes that were started and have exited by themselves since.
-    pub fn dead_processes(&mut self) -> Vec<String> {
-        let mut dead = Vec::new();
-        for i in 0..self.stores.len() {
-            if let Some(st) = self.exited_by_itself(i) {
-                dead.push(format!("store {i} exited ({st}); see {}", self.store_log(i).display()));
-            }
-        }
-        if let Some(st) = self.pd.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            dead.push(format!("PD exited ({st}); see {}", self.dir.join("pd.log").display()));
-        }
-        dead
     }
 
     /// Store `i`'s id, from its status port (cached once known).

@@ -251,7 +251,7 @@ pub fn run(
     let mut r = std::mem::take(&mut *report.lock());
     r.rss_max_bytes = rss.load(Ordering::Relaxed);
     let mut c = cluster.lock();
-    r.dead = c.dead_processes();
+    r.dead = c.crashes();
     Ok(r)
 }
 

@@ -88,33 +88,24 @@ pub fn run(opts: &Options) -> Result<Summary> {
         // Every fault has healed; a little more load on the healed cluster, then stop.
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop.store(true, Ordering::Relaxed);
-        let mut set_acked = Vec::new();
-        let mut set_unknown = Vec::new();
+        let mut set = workload::SetAdds::default();
         for t in tasks {
-            if let Some((acked, unknown)) = t.await? {
-                set_acked.extend(acked);
-                set_unknown.extend(unknown);
+            if let Some(adds) = t.await? {
+                set.extend(adds);
             }
         }
         // A fresh client for the final reads: what the cluster holds, not what the
         // workload's client has cached about it.
         let reader = wait_for_cluster(&pd).await?;
-        let finals = report::final_reads(&rec, &reader, &set_acked, &set_unknown).await;
-        anyhow::Ok((set_acked, finals))
+        let finals = report::final_reads(&rec, &reader, &set).await;
+        anyhow::Ok((set, finals))
     });
     stop_nemesis.store(true, Ordering::Relaxed);
     let elapsed = origin.elapsed();
     let mut c = cluster.lock();
-    let crashed: Vec<String> = (0..c.store_count())
-        .filter_map(|i| {
-            c.exited_by_itself(i).map(|st| {
-                format!("store {i} exited by itself ({st}); see {}", c.store_log(i).display())
-            })
-        })
-        .collect();
-    let (set_acked, finals) = outcome?;
-    let summary =
-        report::summarize(opts, elapsed, &rec, &faults, &ledger, &set_acked, &finals, crashed);
+    let crashed = c.crashes();
+    let (set, finals) = outcome?;
+    let summary = report::summarize(opts, elapsed, &rec, &faults, &ledger, &set, &finals, crashed);
     c.stop();
     drop(c);
     println!("{summary}");
@@ -166,7 +157,7 @@ pub(crate) async fn wait_for_cluster(pd: &str) -> Result<tikv_client::RawClient>
     }
 }
 
-type SetResult = Option<(Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+type SetResult = Option<workload::SetAdds>;
 
 fn spawn_workloads(
     opts: &Options,

@@ -7,7 +7,8 @@
 //!    `regionstore-ctl` (splits; PD operators for leadership and membership); the cluster may
 //!    refuse it (a region busy with another change, a split key on a boundary), which is
 //!    counted as refused, not as an error of the run.
-//! 3. Reconcile every up store's failpoints with the active network faults (partitions,
+//! 3. Record and restart any process that exited by itself (`Cluster::reap_crashes`).
+//! 4. Reconcile every up store's failpoints with the active network faults (partitions,
 //!    client partitions): a restarted process starts with none, and a process paused when its
 //!    fault healed still has it when it resumes.
 //!
@@ -75,7 +76,14 @@ impl FaultLog {
 struct Active {
     step: Step,
     record: usize,
+    /// Heals tried and failed (a restart that could not spawn): retried every tick up to
+    /// [`HEAL_ATTEMPTS_MAX`].
+    failed_heals: u32,
 }
+
+/// Heals of one fault tried before the nemesis gives up on it (a store left down is then
+/// visible in the run's end: its final reads or the availability figures).
+const HEAL_ATTEMPTS_MAX: u32 = 100;
 
 pub struct Nemesis {
     cluster: Arc<Mutex<Cluster>>,
@@ -101,6 +109,7 @@ impl Nemesis {
                 let step = next.next().expect("peeked");
                 self.start(step);
             }
+            self.cluster.lock().reap_crashes();
             self.reconcile();
             if next.peek().is_none() && self.active.is_empty() {
                 break;
@@ -118,18 +127,23 @@ impl Nemesis {
         let (due, keep): (Vec<Active>, Vec<Active>) =
             self.active.drain(..).partition(|a| a.step.at + a.step.duration <= now);
         self.active = keep;
-        for a in due {
+        for mut a in due {
             let at = self.origin.elapsed();
             let r = self.heal(&a.step.fault);
-            let mut records = self.log.records.lock();
-            records[a.record].healed = Some(at);
-            drop(records);
+            let what = describe(&a.step.fault);
             match r {
-                Ok(()) => self.log.line(at, format!("heal  {}", describe(&a.step.fault))),
-                Err(e) => {
-                    self.log.line(at, format!("heal  {} FAILED: {e:#}", describe(&a.step.fault)))
+                Ok(()) => self.log.line(at, format!("heal  {what}")),
+                Err(e) if a.failed_heals + 1 < HEAL_ATTEMPTS_MAX && now != Duration::MAX => {
+                    if a.failed_heals == 0 {
+                        self.log.line(at, format!("heal  {what} failed, retrying: {e:#}"));
+                    }
+                    a.failed_heals += 1;
+                    self.active.push(a);
+                    continue;
                 }
+                Err(e) => self.log.line(at, format!("heal  {what} FAILED: {e:#}")),
             }
+            self.log.records.lock()[a.record].healed = Some(at);
         }
     }
 
@@ -179,7 +193,7 @@ impl Nemesis {
             Err(e) => self.refused(record, at, &detail, format!("{e:#}")),
         }
         if !step.duration.is_zero() {
-            self.active.push(Active { step, record });
+            self.active.push(Active { step, record, failed_heals: 0 });
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! What counts as an anomaly: a key whose history is not linearizable, a key the checker
 //! could not decide (never passed as OK), a bank total outside what the outcomes allow, and a
-//! store that exited by itself. Lost: an acknowledged add of the set workload that is absent
+//! store that exited by itself, and an add of the set workload answered as failed (no effect)
+//! that is present at the end. Lost: an acknowledged add of the set workload that is absent
 //! at the end.
 
 use std::collections::{BTreeMap, HashSet};
@@ -15,7 +16,9 @@ use tikv_client::RawClient;
 
 use crate::nemesis::FaultLog;
 use crate::schedule::Kind;
-use crate::workload::{self, BankLedger, Recorder, ACCOUNTS, OPENING_BALANCE, REGISTER_KEYS};
+use crate::workload::{
+    self, BankLedger, Recorder, SetAdds, ACCOUNTS, OPENING_BALANCE, REGISTER_KEYS,
+};
 use crate::Options;
 
 /// The final reader's client id in the history.
@@ -36,13 +39,8 @@ pub struct Finals {
 }
 
 /// Reads the registers and accounts (recorded: the checker sees the final state) and the
-/// set's keys (batched, not recorded).
-pub async fn final_reads(
-    rec: &Recorder,
-    client: &RawClient,
-    set_acked: &[Vec<u8>],
-    set_unknown: &[Vec<u8>],
-) -> Finals {
+/// set's keys, whatever their adds' outcome (batched, not recorded).
+pub async fn final_reads(rec: &Recorder, client: &RawClient, set: &SetAdds) -> Finals {
     let deadline = Instant::now() + FINAL_READS_TIMEOUT;
     for i in 0..REGISTER_KEYS {
         workload::read_settled(rec, client, FINAL_READER, &workload::register_key(i), deadline)
@@ -55,7 +53,7 @@ pub async fn final_reads(
     }
     let mut set_present = HashSet::new();
     let mut set_read = true;
-    let all: Vec<&Vec<u8>> = set_acked.iter().chain(set_unknown).collect();
+    let all: Vec<&Vec<u8>> = set.acked.iter().chain(&set.unknown).chain(&set.failed).collect();
     for chunk in all.chunks(SET_BATCH) {
         if !set_read {
             break;
@@ -91,6 +89,8 @@ pub struct Summary {
     pub bank: Result<String, String>,
     pub set: Result<String, String>,
     pub lost: usize,
+    /// Adds answered as failed (no effect) that are present at the end.
+    pub phantom_adds: usize,
     pub crashed: Vec<String>,
     /// Longest time without a successful operation, and the fault last started before it ended.
     pub longest_gap: (Duration, String),
@@ -102,15 +102,20 @@ impl Summary {
     pub fn anomalies(&self) -> usize {
         let keys =
             self.check.keys.iter().filter(|k| !matches!(k.verdict, Verdict::Linearizable)).count();
-        keys + usize::from(self.bank.is_err()) + self.crashed.len()
+        keys + usize::from(self.bank.is_err()) + self.crashed.len() + self.phantom_adds
     }
 
     pub fn failed(&self) -> bool {
         self.anomalies() > 0 || self.lost > 0 || self.set.is_err()
     }
 
+    /// Faults injected: scheduled ones minus those the cluster refused (admin commands).
+    pub fn injected(&self, kind: Kind) -> usize {
+        self.faults.get(&kind).map_or(0, |(n, refused)| n - refused)
+    }
+
     fn fault_total(&self) -> usize {
-        self.faults.values().map(|(n, _)| n).sum()
+        self.faults.values().map(|(n, refused)| n - refused).sum()
     }
 }
 
@@ -121,7 +126,7 @@ pub fn summarize(
     rec: &Recorder,
     faults: &FaultLog,
     ledger: &BankLedger,
-    set_acked: &[Vec<u8>],
+    set: &SetAdds,
     finals: &Finals,
     crashed: Vec<String>,
 ) -> Summary {
@@ -137,12 +142,19 @@ pub fn summarize(
     let started = Instant::now();
     let check = lincheck::check(&events, &lincheck::Options::default());
     let check_time = started.elapsed();
-    let lost: Vec<&Vec<u8>> =
-        set_acked.iter().filter(|k| !finals.set_present.contains(*k)).collect();
-    let set = if !finals.set_read {
+    let lost = set.acked.iter().filter(|k| !finals.set_present.contains(*k)).count();
+    let phantom_adds = set.failed.iter().filter(|k| finals.set_present.contains(*k)).count();
+    let set_check = if !finals.set_read {
         Err("the set's keys could not all be read at the end".to_string())
+    } else if phantom_adds > 0 {
+        Err(format!("{phantom_adds} adds answered as failed (no effect) are present"))
     } else {
-        Ok(format!("{} acknowledged adds, {} missing", set_acked.len(), lost.len()))
+        Ok(format!(
+            "{} acknowledged adds, {lost} missing; {} failed adds, none present; {} unknown",
+            set.acked.len(),
+            set.failed.len(),
+            set.unknown.len()
+        ))
     };
     Summary {
         seed: opts.seed,
@@ -154,8 +166,9 @@ pub fn summarize(
         check,
         check_time,
         bank: bank_check(ledger, &finals.accounts),
-        set,
-        lost: lost.len(),
+        set: set_check,
+        lost,
+        phantom_adds,
         crashed,
         longest_gap: longest_gap(&rec.ok_times(), faults),
         top_errors: rec.top_errors(8),
@@ -217,11 +230,11 @@ impl fmt::Display for Summary {
             self.seed,
             self.elapsed.as_secs_f64() / 60.0
         )?;
-        writeln!(f, "{:<18} {:>6} {:>8}", "fault", "count", "refused")?;
+        writeln!(f, "{:<18} {:>8} {:>8}", "fault", "injected", "refused")?;
         for (k, (n, refused)) in &self.faults {
-            writeln!(f, "{:<18} {:>6} {:>8}", k.name(), n, refused)?;
+            writeln!(f, "{:<18} {:>8} {:>8}", k.name(), n - refused, refused)?;
         }
-        writeln!(f, "{:<18} {:>6}", "total", self.fault_total())?;
+        writeln!(f, "{:<18} {:>8}", "total", self.fault_total())?;
         writeln!(
             f,
             "operations: {} ok, {} failed (no effect), {} unknown",

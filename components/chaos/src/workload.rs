@@ -355,25 +355,43 @@ async fn deposit(
 
 /// Set client `id` until `stop`: adds fresh keys (recorded puts); returns the keys whose add
 /// was acknowledged and those whose outcome is unknown.
+/// The set workload's adds, by outcome. Each key is added once, so the end state tells
+/// what happened: an acknowledged add must be present, an add answered as failed (no
+/// effect) must be absent, an unknown one may be either.
+#[derive(Debug, Default)]
+pub struct SetAdds {
+    pub acked: Vec<Vec<u8>>,
+    pub unknown: Vec<Vec<u8>>,
+    pub failed: Vec<Vec<u8>>,
+}
+
+impl SetAdds {
+    pub fn extend(&mut self, other: SetAdds) {
+        self.acked.extend(other.acked);
+        self.unknown.extend(other.unknown);
+        self.failed.extend(other.failed);
+    }
+}
+
 pub async fn set_client(
     rec: Arc<Recorder>,
     client: RawClient,
     id: u64,
     stop: Arc<AtomicBool>,
-) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let (mut acked, mut unknown) = (Vec::new(), Vec::new());
+) -> SetAdds {
+    let mut adds = SetAdds::default();
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         // Spread over the split targets (`set/0`..`set/9`) so that splits cut through the set.
         let key = format!("set/{}/{id:02}-{n:06}", n % 10).into_bytes();
         match run_op(&rec, &client, id, &key, Op::Put(b"1".to_vec())).await {
-            Outcome::Ok(_) => acked.push(key),
-            Outcome::Unknown => unknown.push(key),
-            Outcome::Fail => {}
+            Outcome::Ok(_) => adds.acked.push(key),
+            Outcome::Unknown => adds.unknown.push(key),
+            Outcome::Fail => adds.failed.push(key),
         }
     }
-    (acked, unknown)
+    adds
 }
 
 /// Reads `key` (recorded, as client `id`) until a definite answer or `deadline`.
