@@ -358,7 +358,10 @@ impl Operator {
     fn timeout_ms(&self) -> u64 {
         match self.steps.get(self.current) {
             Some(Step::AddLearner { .. }) => ADD_LEARNER_TIMEOUT_MS,
-            _ => STEP_TIMEOUT_MS,
+            Some(
+                Step::PromoteLearner { .. } | Step::RemovePeer { .. } | Step::TransferLeader { .. },
+            )
+            | None => STEP_TIMEOUT_MS,
         }
     }
 

@@ -2,6 +2,7 @@
 //! destination store's router, as the gRPC transport would deliver a batch.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
 
@@ -28,6 +29,10 @@ pub struct Hub {
     snaps: RwLock<HashMap<u64, SnapManager>>,
     filters: RwLock<Vec<(u64, Arc<dyn Filter>)>>,
     next_filter_id: parking_lot::Mutex<u64>,
+    /// Snapshot transfers still to corrupt (a byte flipped in their first chunk).
+    corrupt_snapshots: std::sync::atomic::AtomicUsize,
+    /// Snapshot transfers the receiving store refused (a corrupt one, typically).
+    snapshots_refused: std::sync::atomic::AtomicUsize,
 }
 
 impl Hub {
@@ -57,13 +62,25 @@ impl Hub {
         match dst.receiver(key, &meta, &region) {
             Ok(mut receiver) => {
                 let Ok(reader) = src.reader(key, SNAP_CHUNK_BYTES) else { return false };
+                let mut corrupt = self
+                    .corrupt_snapshots
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok();
                 for chunk in reader {
-                    let Ok(chunk) = chunk else { return false };
+                    let Ok(mut chunk) = chunk else { return false };
+                    if std::mem::take(&mut corrupt) {
+                        let mid = chunk.len() / 2;
+                        if let Some(b) = chunk.get_mut(mid) {
+                            *b ^= 0xff;
+                        }
+                    }
                     if receiver.write(&chunk).is_err() {
+                        self.snapshots_refused.fetch_add(1, Ordering::Relaxed);
                         return false;
                     }
                 }
                 if receiver.finish().is_err() {
+                    self.snapshots_refused.fetch_add(1, Ordering::Relaxed);
                     return false;
                 }
             }
@@ -72,6 +89,17 @@ impl Hub {
         }
         self.deliver(msg);
         true
+    }
+
+    /// Flips a byte in the first chunk of the next `n` snapshot transfers (as a bad link or
+    /// disk would); the receiving store must refuse them.
+    pub fn corrupt_next_snapshots(&self, n: usize) {
+        self.corrupt_snapshots.store(n, Ordering::Relaxed);
+    }
+
+    /// Snapshot transfers the receiving store refused so far.
+    pub fn snapshots_refused(&self) -> usize {
+        self.snapshots_refused.load(Ordering::Relaxed)
     }
 
     /// Adds a filter; returns its id for [`Hub::remove_filter`].

@@ -197,3 +197,32 @@ fn leader_transfers_under_load_keep_every_acknowledged_write_and_reads_see_them(
         }
     }
 }
+
+/// A transfer to a follower further behind than `leader-transfer-max-log-lag` is refused
+/// (busy, naming the lag) and leadership stays put; once the follower has caught up, the same
+/// transfer goes through.
+#[test]
+fn a_transfer_to_a_follower_lagging_past_the_bound_is_refused_until_it_catches_up() {
+    let mut cfg = Config::for_tests();
+    cfg.leader_transfer_max_log_lag = 10;
+    let mut cluster = Cluster::new(3, &[], cfg);
+    cluster.start();
+    cluster.must_put(b"k", b"v");
+    let leader = cluster.wait_leader(1);
+    let lagger = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
+    let f = cluster.hub.add_filter(IsolateStore(lagger.store_id));
+    for i in 0..20u8 {
+        cluster.must_put(&[b'l', i], b"v");
+    }
+    let region = cluster.region(1);
+    let req = test_raftstore::util::transfer_leader_cmd(header(&region, &leader), &lagger);
+    let reply = cluster.call_command_on(leader.store_id, req, Duration::from_secs(5)).unwrap();
+    let busy = reply.error().and_then(|e| e.server_is_busy.clone()).expect("refused as busy");
+    assert!(busy.reason.contains("lags"), "{busy:?}");
+    assert_eq!(cluster.leader_of(1).map(|l| l.id), Some(leader.id), "leadership stays");
+    cluster.hub.remove_filter(f);
+    cluster.must_applied_on(lagger.store_id, &[b'l', 19], Some(b"v"));
+    cluster.must_transfer_leader(1, &lagger);
+    cluster.must_put(b"after", b"transfer");
+    cluster.must_get_equal(&[b'l', 19], b"v");
+}

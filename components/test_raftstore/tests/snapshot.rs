@@ -1,4 +1,5 @@
-//! Snapshots: a follower cut off past a forced log compaction catches up by one, and a peer
+//! Snapshots: a follower cut off past a forced log compaction catches up by one (also when the
+//! first one is corrupted on the way), and a peer
 //! added to a store (here, one holding a tombstone of the region) is created uninitialized,
 //! receives one, and serves after becoming leader.
 
@@ -42,6 +43,37 @@ fn must_have_range(cluster: &Cluster, store_id: u64, range: std::ops::Range<u32>
     for i in range {
         cluster.must_applied_on(store_id, &key(i), Some(&value(i)));
     }
+}
+
+/// A snapshot corrupted on the way (a byte flipped in a chunk) is refused by the receiving
+/// store (its file checksums do not match), the leader learns the send failed, generates and
+/// sends another, and the follower catches up with every write.
+#[test]
+fn a_corrupted_snapshot_is_refused_and_a_new_one_catches_the_follower_up() {
+    let mut cluster = Cluster::new(3, &[], gc_config());
+    cluster.start();
+    put_range(&cluster, 0..10);
+    let leader = cluster.wait_leader(1);
+    let lagger = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
+    must_have_range(&cluster, lagger.store_id, 0..10);
+    let lagger_last = cluster.apply_state(lagger.store_id, 1).applied_index;
+    let f = cluster.hub.add_filter(IsolateStore(lagger.store_id));
+    put_range(&cluster, 10..120);
+    wait_for("the leader to compact past the lagger", T, || {
+        (cluster.truncated_index(leader.store_id, 1) > lagger_last + 1).then_some(())
+    });
+    let generated_before = cluster.stats(leader.store_id).snapshots_generated;
+    cluster.hub.corrupt_next_snapshots(1);
+    cluster.hub.remove_filter(f);
+
+    must_have_range(&cluster, lagger.store_id, 0..120);
+    assert_eq!(cluster.hub.snapshots_refused(), 1, "the corrupted transfer was refused");
+    assert!(
+        cluster.stats(leader.store_id).snapshots_generated >= generated_before + 2,
+        "the refused snapshot was generated anew"
+    );
+    put_range(&cluster, 120..130);
+    must_have_range(&cluster, lagger.store_id, 120..130);
 }
 
 #[test]
