@@ -188,10 +188,14 @@ impl Nemesis {
             }));
             return;
         }
+        let mut step = step;
+        step.fault = self.aim(step.fault);
+        let detail = describe(&step.fault);
         match self.inject(&step.fault) {
             Ok(()) => self.log.line(at, format!("start {detail} for {:?}", step.duration)),
             Err(e) => self.refused(record, at, &detail, format!("{e:#}")),
         }
+        self.log.records.lock()[record].detail = detail;
         if !step.duration.is_zero() {
             self.active.push(Active { step, record, failed_heals: 0 });
         }
@@ -202,11 +206,26 @@ impl Nemesis {
         self.log.records.lock()[record].refused = Some(why);
     }
 
+    /// A kill aimed at a leader becomes a kill of the store that leads its key's region now,
+    /// if PD knows it and that store is up (`schedule`, rule 6); otherwise of the store the
+    /// schedule named. Every other fault is returned as it is.
+    fn aim(&self, fault: Fault) -> Fault {
+        let Fault::Kill { stores, leader_of: Some(key) } = fault else { return fault };
+        let pd = self.cluster.lock().pd_addr().to_string();
+        let leader = leader_store_of(&pd, &key);
+        let c = self.cluster.lock();
+        let stores = match leader.and_then(|id| c.store_index(id)) {
+            Some(x) if stores.len() == 1 && c.store_up(x) => vec![x],
+            Some(_) | None => stores,
+        };
+        Fault::Kill { stores, leader_of: Some(key) }
+    }
+
     /// Process faults: at once, under the cluster's lock.
     fn inject(&self, fault: &Fault) -> Result<()> {
         let mut c = self.cluster.lock();
         match fault {
-            Fault::Kill { stores } => stores.iter().for_each(|&i| c.kill_store(i)),
+            Fault::Kill { stores, .. } => stores.iter().for_each(|&i| c.kill_store(i)),
             Fault::Pause { stores } => stores.iter().for_each(|&i| c.pause_store(i)),
             // Network faults are failpoints, set by `reconcile` right after.
             Fault::Partition(_) | Fault::ClientPartition { .. } => {}
@@ -223,7 +242,7 @@ impl Nemesis {
     fn heal(&self, fault: &Fault) -> Result<()> {
         let mut c = self.cluster.lock();
         match fault {
-            Fault::Kill { stores } => {
+            Fault::Kill { stores, .. } => {
                 for &i in stores {
                     c.start_store(i)?;
                 }
@@ -371,11 +390,41 @@ fn region_of(ctl: &Ctl, key: &[u8]) -> Result<(u64, Vec<u64>)> {
     Ok((id, stores))
 }
 
+/// How long the nemesis waits for PD to say who leads a region (it may be down: the kill then
+/// takes the store the schedule named).
+const LEADER_LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The id of the store leading the region that holds `key`, from PD's region list.
+fn leader_store_of(pd: &str, key: &[u8]) -> Option<u64> {
+    let (code, body) =
+        crate::http::request(pd, "GET", "/pd/api/v1/regions", "", LEADER_LOOKUP_TIMEOUT).ok()?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let hex = |s: &serde_json::Value| -> Option<Vec<u8>> {
+        let s = s.as_str()?;
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    };
+    v["regions"].as_array()?.iter().find_map(|r| {
+        let (start, end) = (hex(&r["start_key"])?, hex(&r["end_key"])?);
+        let inside = start.as_slice() <= key && (end.is_empty() || key < end.as_slice());
+        if inside {
+            r["leader"]["store_id"].as_u64()
+        } else {
+            None
+        }
+    })
+}
+
 /// One line for the log.
 pub fn describe(f: &Fault) -> String {
     let show = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
     match f {
-        Fault::Kill { stores } => format!("kill -9 stores {stores:?}"),
+        Fault::Kill { stores, leader_of: None } => format!("kill -9 stores {stores:?}"),
+        Fault::Kill { stores, leader_of: Some(k) } => {
+            format!("kill -9 stores {stores:?} (aimed at the leader of {})", show(k))
+        }
         Fault::Pause { stores } => format!("pause stores {stores:?}"),
         Fault::Partition(Partition::Halves { minority }) => {
             format!("partition {minority:?} | rest")

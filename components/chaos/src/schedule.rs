@@ -16,6 +16,13 @@
 //! 4. Faults overlap: the next fault starts after a gap shorter than most faults last.
 //! 5. Every fault heals before the run's end minus [`SETTLE`], so the final checks run on a
 //!    healthy cluster.
+//! 6. A kill aimed at a leader (`Fault::Kill::leader_of`) may kill another store than the
+//!    schedule named, and rules 2–5 still hold: the nemesis substitutes the leader's store `x`
+//!    for the named store `s` only if `x` is up (neither killed nor paused) at that instant.
+//!    The stores down at any instant are then those the schedule counts, with `s` replaced by
+//!    `x` (or with `x` counted twice, if a later fault also takes it): never more. Later
+//!    faults that name `x` find it down already (a kill or pause of a dead process does
+//!    nothing; the earlier heal may bring it back first), which only shortens what is down.
 
 use std::time::Duration;
 
@@ -129,8 +136,13 @@ pub enum Fault {
     /// kill -9, restarted at the heal. Stores run with `REGIONSTORE_SIMULATE_POWER_LOSS`
     /// (unless the run turns it off), so a kill also drops what the KV engine had not synced:
     /// a power cut of those stores.
+    ///
+    /// With `leader_of`, the kill aims at a leader: at run time the nemesis kills the store
+    /// that leads `key`'s region instead of `stores[0]` (one store only), if that store is up
+    /// then (rule 6).
     Kill {
         stores: Vec<usize>,
+        leader_of: Option<Vec<u8>>,
     },
     /// Every store killed at once (a power cut of the whole cluster), restarted at the heal.
     PowerLossAll,
@@ -187,7 +199,7 @@ impl Fault {
     fn down(&self, n: usize) -> Vec<usize> {
         match self {
             Fault::PowerLossAll => (0..n).collect(),
-            Fault::Kill { stores } | Fault::Pause { stores } => stores.clone(),
+            Fault::Kill { stores, .. } | Fault::Pause { stores } => stores.clone(),
             Fault::Partition(p) => p.down(),
             Fault::ClientPartition { .. }
             | Fault::PdRestart
@@ -300,7 +312,12 @@ fn pick(
         up.choose_multiple(rng, n).copied().collect::<Vec<_>>()
     };
     match kind {
-        Kind::Kill if room > 0 => Some(Fault::Kill { stores: some_stores(rng) }),
+        Kind::Kill if room > 0 => {
+            let stores = some_stores(rng);
+            // Half the single-store kills aim at the leader of a workload key's region.
+            let leader_of = (stores.len() == 1 && rng.gen_bool(0.5)).then(|| key(rng));
+            Some(Fault::Kill { stores, leader_of })
+        }
         Kind::Pause if room > 0 => Some(Fault::Pause { stores: some_stores(rng) }),
         Kind::Partition if !busy(Kind::Partition) => {
             if stores >= 3 && room > 0 && rng.gen_bool(0.3) {
@@ -387,6 +404,16 @@ mod tests {
                     assert!(x.at + x.duration <= total - SETTLE, "seed {seed}: {x:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn some_single_store_kills_aim_at_a_leader() {
+        let s = schedule(3, 5, Duration::from_secs(300));
+        let aimed = |x: &&Step| matches!(&x.fault, Fault::Kill { leader_of: Some(_), .. });
+        assert!(s.iter().filter(aimed).count() > 2, "{s:?}");
+        for x in s.iter().filter(aimed) {
+            assert!(matches!(&x.fault, Fault::Kill { stores, .. } if stores.len() == 1), "{x:?}");
         }
     }
 

@@ -164,6 +164,11 @@ pub enum PlanError {
         "store {store} cannot take a peer: no heartbeat from it for {since_secs}s (down or not started)"
     )]
     StoreDown { store: u64, since_secs: u64 },
+    #[error(
+        "store {store} cannot take a peer: no heartbeat from it since PD started (down, or PD \
+         restarted moments ago: retry after its next heartbeat)"
+    )]
+    StoreNotHeardYet { store: u64 },
     #[error("region {region} already has peer {peer} on store {store}")]
     PeerExists { region: u64, peer: u64, store: u64 },
     #[error("region {region} has no peer on store {store}")]
@@ -219,8 +224,11 @@ pub fn plan(
         if view.state != metapb::StoreState::Up {
             return Err(PlanError::StoreNotUp { store: s, state: view.state.as_str_name() });
         }
+        if view.last_heartbeat_unix_ms == 0 {
+            return Err(PlanError::StoreNotHeardYet { store: s });
+        }
         let since = now_ms.saturating_sub(view.last_heartbeat_unix_ms);
-        if view.last_heartbeat_unix_ms == 0 || since > STORE_HEARTBEAT_STALE_MS {
+        if since > STORE_HEARTBEAT_STALE_MS {
             return Err(PlanError::StoreDown { store: s, since_secs: since / 1000 });
         }
         Ok(())
@@ -647,9 +655,11 @@ mod tests {
                 },
             })
         };
-        for to in [4, 5] {
+        let e = plan(&req(Kind::AddPeer, None, Some(4)), &r, silent, 5, NOW, 99);
+        assert_eq!(e.unwrap_err(), PlanError::StoreNotHeardYet { store: 4 });
+        for to in [5] {
             let e = plan(&req(Kind::AddPeer, None, Some(to)), &r, silent, 5, NOW, 99);
-            assert!(matches!(e, Err(PlanError::StoreDown { .. })), "{e:?}");
+            assert!(matches!(e, Err(PlanError::StoreDown { since_secs: 60, .. })), "{e:?}");
         }
     }
 
