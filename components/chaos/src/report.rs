@@ -94,6 +94,9 @@ pub struct Summary {
     pub crashed: Vec<String>,
     /// Longest time without a successful operation, and the fault last started before it ended.
     pub longest_gap: (Duration, String),
+    /// Per fault kind, the longest time without a successful operation that overlapped a
+    /// fault of that kind (from its start to its heal).
+    pub gap_by_kind: BTreeMap<Kind, Duration>,
     /// The most frequent client errors.
     pub top_errors: Vec<(String, usize)>,
 }
@@ -171,6 +174,7 @@ pub fn summarize(
         phantom_adds,
         crashed,
         longest_gap: longest_gap(&rec.ok_times(), faults),
+        gap_by_kind: gap_by_kind(&rec.ok_times(), faults),
         top_errors: rec.top_errors(8),
     }
 }
@@ -222,6 +226,32 @@ fn longest_gap(ok_times: &[u64], faults: &FaultLog) -> (Duration, String) {
     (gap, format!("from {:.1}s, after: {cause}", from.as_secs_f64()))
 }
 
+/// Gaps shorter than this are not attributed to faults (operations take that long anyway).
+const GAP_MIN: Duration = Duration::from_millis(200);
+
+/// Per kind, the longest gap between successful operations that overlaps a fault of that
+/// kind: the fault started before the gap ended and healed (or, for a one-command admin
+/// fault, started) after the gap began.
+fn gap_by_kind(ok_times: &[u64], faults: &FaultLog) -> BTreeMap<Kind, Duration> {
+    let records = faults.records.lock();
+    let mut by_kind = BTreeMap::new();
+    for w in ok_times.windows(2) {
+        let (a, b) = (Duration::from_nanos(w[0]), Duration::from_nanos(w[1]));
+        let gap = b - a;
+        if gap < GAP_MIN {
+            continue;
+        }
+        for r in records.iter().filter(|r| r.refused.is_none()) {
+            let end = r.healed.unwrap_or(r.started);
+            if r.started <= b && end >= a {
+                let e = by_kind.entry(r.kind).or_insert(Duration::ZERO);
+                *e = (*e).max(gap);
+            }
+        }
+    }
+    by_kind
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -230,9 +260,15 @@ impl fmt::Display for Summary {
             self.seed,
             self.elapsed.as_secs_f64() / 60.0
         )?;
-        writeln!(f, "{:<18} {:>8} {:>8}", "fault", "injected", "refused")?;
+        writeln!(
+            f,
+            "{:<18} {:>8} {:>8} {:>12}",
+            "fault", "injected", "refused", "longest gap"
+        )?;
         for (k, (n, refused)) in &self.faults {
-            writeln!(f, "{:<18} {:>8} {:>8}", k.name(), n - refused, refused)?;
+            let gap = self.gap_by_kind.get(k).copied().unwrap_or_default();
+            let gap = format!("{:.2}s", gap.as_secs_f64());
+            writeln!(f, "{:<18} {:>8} {:>8} {gap:>12}", k.name(), n - refused, refused)?;
         }
         writeln!(f, "{:<18} {:>8}", "total", self.fault_total())?;
         writeln!(
@@ -291,5 +327,38 @@ impl fmt::Display for Summary {
             self.anomalies(),
             self.lost
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nemesis::FaultRecord;
+
+    fn record(kind: Kind, started: f64, healed: Option<f64>) -> FaultRecord {
+        FaultRecord {
+            kind,
+            started: Duration::from_secs_f64(started),
+            healed: healed.map(Duration::from_secs_f64),
+            refused: None,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_gap_counts_for_every_fault_it_overlaps_and_for_no_other() {
+        let log = FaultLog::default();
+        log.records.lock().extend([
+            record(Kind::Kill, 10.0, Some(12.0)),
+            record(Kind::Split, 11.0, None),
+            record(Kind::Pause, 30.0, Some(31.0)),
+        ]);
+        let secs = |s: &[f64]| s.iter().map(|x| (x * 1e9) as u64).collect::<Vec<_>>();
+        // 9.9 -> 13.0 overlaps the kill and the split; 20.0 -> 20.5 overlaps nothing.
+        let ok = secs(&[9.8, 9.9, 13.0, 13.1, 20.0, 20.5, 20.6]);
+        let by_kind = gap_by_kind(&ok, &log);
+        assert_eq!(by_kind.get(&Kind::Kill).map(|d| d.as_millis()), Some(3100));
+        assert_eq!(by_kind.get(&Kind::Split).map(|d| d.as_millis()), Some(3100));
+        assert_eq!(by_kind.get(&Kind::Pause), None, "no gap while it lasted");
     }
 }
