@@ -260,11 +260,7 @@ impl fmt::Display for Summary {
             self.seed,
             self.elapsed.as_secs_f64() / 60.0
         )?;
-        writeln!(
-            f,
-            "{:<18} {:>8} {:>8} {:>12}",
-            "fault", "injected", "refused", "longest gap"
-        )?;
+        writeln!(f, "{:<18} {:>8} {:>8} {:>12}", "fault", "injected", "refused", "longest gap")?;
         for (k, (n, refused)) in &self.faults {
             let gap = self.gap_by_kind.get(k).copied().unwrap_or_default();
             let gap = format!("{:.2}s", gap.as_secs_f64());

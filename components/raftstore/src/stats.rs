@@ -39,10 +39,14 @@ pub enum DroppedMessage {
     Tombstone,
     /// Would create a peer, but the store holds `UNINITIALIZED_PEERS_MAX` already.
     PeerLimit,
+    /// Of an older term than the peer's, of a type raft ignores at an older term (every type
+    /// but heartbeats and appends, which it answers so a deposed leader learns the term, and
+    /// pre-votes, which it rejects).
+    StaleTerm,
 }
 
 impl DroppedMessage {
-    pub const ALL: [DroppedMessage; 9] = [
+    pub const ALL: [DroppedMessage; 10] = [
         DroppedMessage::Malformed,
         DroppedMessage::WrongPeer,
         DroppedMessage::StaleSender,
@@ -52,6 +56,7 @@ impl DroppedMessage {
         DroppedMessage::SnapshotRejected,
         DroppedMessage::Tombstone,
         DroppedMessage::PeerLimit,
+        DroppedMessage::StaleTerm,
     ];
 
     /// The metric label.
@@ -66,6 +71,7 @@ impl DroppedMessage {
             DroppedMessage::SnapshotRejected => "snapshot_rejected",
             DroppedMessage::Tombstone => "tombstone",
             DroppedMessage::PeerLimit => "peer_limit",
+            DroppedMessage::StaleTerm => "stale_term",
         }
     }
 

@@ -74,6 +74,11 @@ fn forged_and_malformed_raft_messages_are_dropped_and_counted() {
     cluster.must_applied_on(follower.store_id, b"k0", Some(b"v0"));
     let term = term_on(&cluster, leader.store_id);
 
+    // An older term, of a type raft-rs ignores then: dropped and counted, as a stale term.
+    assert!(term > 1, "elected past the first term");
+    let m = raft_msg(MessageType::MsgRequestVoteResponse, &follower, &leader, term - 1);
+    must_drop(&cluster, envelope(&region, &follower, &leader, &m), DroppedMessage::StaleTerm);
+
     // A heartbeat committing far past the follower's log (raft-rs: "to_commit out of range").
     let mut m = raft_msg(MessageType::MsgHeartbeat, &leader, &follower, term);
     m.commit = 1_000_000;

@@ -63,10 +63,11 @@ fn a_learner_removed_while_cut_off_asks_pd_and_destroys_itself() {
     let stats = cluster.stats(f.store_id);
     assert!(stats.stale_peer_checks >= 1 && stats.stale_peers_destroyed == 1, "{stats:?}");
     assert_eq!(cluster.get_from_engine(f.store_id, b"k"), None, "its data is deleted");
-    // The members heard their leader all along: none asked PD.
+    // The members are in the region: whatever they asked PD (a member that misses its
+    // leader's heartbeats for abnormal-leader-missing-duration asks too, which a loaded
+    // machine can cause), none destroyed itself.
     for s in cluster.store_ids().iter().filter(|&&s| s != f.store_id) {
-        assert_eq!(cluster.stats(*s).stale_peer_checks, 0);
-        assert_eq!(cluster.stats(*s).stale_peers_destroyed, 0);
+        assert_eq!(cluster.stats(*s).stale_peers_destroyed, 0, "store {s}");
     }
     cluster.must_put(b"k3", b"v3");
 }

@@ -5,7 +5,7 @@
 //!    but leaving it, the change fits the region (`apply::conf_change` rules), the leader is
 //!    neither removed nor demoted (it transfers leadership first), and the new configuration
 //!    (both halves of a joint one) keeps a quorum of healthy voters (this leader, and peers
-//!    raft saw active within the last election timeout). The command is proposed as a raft
+//!    it heard from within an election timeout that hold some of the log). The command is proposed as a raft
 //!    conf change whose context is the command itself.
 //! 2. **Apply** (`apply::conf_change`, every replica): the new peer list and `conf_ver` are
 //!    written with the entry's apply state.
@@ -39,6 +39,13 @@ use crate::error::{Error, Result};
 use crate::store::PollContext;
 use crate::util::{conf_state_from_region, epoch, find_peer_by_id, is_epoch_stale, is_joint};
 
+/// What "healthy" means when a change is checked: heard from within `window` of `now`.
+#[derive(Clone, Copy)]
+struct Health {
+    now: std::time::Instant,
+    window: std::time::Duration,
+}
+
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Step 1: checks and proposes a membership change.
     pub(super) fn propose_conf_change<T>(
@@ -47,7 +54,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         req: RaftCmdRequest,
         cb: Callback<Snap<EK>>,
     ) {
-        let cc = match self.check_conf_change(&req) {
+        let health = Health { now: ctx.clock.now(), window: ctx.cfg.election_timeout() };
+        let cc = match self.check_conf_change(&req, health) {
             Ok(cc) => cc,
             Err(e) => return cb.invoke_with_error(e),
         };
@@ -73,7 +81,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// The checks of step 1. Returns the raft conf change to propose.
-    fn check_conf_change(&self, req: &RaftCmdRequest) -> Result<ConfChangeV2> {
+    fn check_conf_change(&self, req: &RaftCmdRequest, health: Health) -> Result<ConfChangeV2> {
         let admin = req.admin_request.as_ref().expect("classified as admin");
         let changes = requested_changes(admin).expect("routed as a conf change")?;
         if admin.cmd_type == AdminCmdType::ChangePeer as i32 && changes.len() != 1 {
@@ -97,17 +105,26 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         let region = apply_changes(self.region(), &changes)?;
-        self.check_quorum_after(&region)?;
+        self.check_quorum_after(&region, health)?;
         to_raft_conf_change(&changes)
     }
 
     /// Refuses a configuration in which the healthy voters are no quorum (of either half of a
     /// joint configuration): the region would stop making progress until the dead return.
-    fn check_quorum_after(&self, region: &metapb::Region) -> Result<()> {
+    fn check_quorum_after(&self, region: &metapb::Region, health: Health) -> Result<()> {
         let cs = conf_state_from_region(region);
         let prs = self.raft_group.raft.prs();
+        // Heard from within the window (not raft's `recent_active`: check-quorum resets it
+        // every election timeout, so right after a reset every follower looks dead), and
+        // holding some of the log.
+        let heard = |id: &u64| {
+            self.leadership
+                .heard_from
+                .get(id)
+                .is_some_and(|t| health.now.saturating_duration_since(*t) <= health.window)
+        };
         let healthy = |id: &u64| {
-            *id == self.meta.id || prs.get(*id).is_some_and(|p| p.recent_active && p.matched > 0)
+            *id == self.meta.id || (heard(id) && prs.get(*id).is_some_and(|p| p.matched > 0))
         };
         for (half, voters) in [("incoming", &cs.voters), ("outgoing", &cs.voters_outgoing)] {
             if voters.is_empty() {

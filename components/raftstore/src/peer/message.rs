@@ -10,7 +10,8 @@
 //! 2. sender: a sender that is not a member of the region any more (its epoch is older and
 //!    its id is not in the region) must not disturb the group; a member with an older epoch
 //!    is legitimate (it has not applied a split yet and needs this group's log to do so);
-//! 3. log: `check_log` (below) — the invariants a correct leader's messages keep;
+//! 3. term: a message of an older term that raft-rs would ignore is dropped (`StaleTerm`);
+//!    log: `check_log` (below) — the invariants a correct leader's messages keep;
 //! 4. a snapshot must be for this peer, not older than the region here, not overlap another
 //!    region on this store, and have its files received (`snapshot`, step 4).
 //!
@@ -90,6 +91,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             self.peer_cache.insert(from.id, from);
         }
+        if self.is_leader() && find_peer_by_id(self.region(), PeerId(m.from)).is_some() {
+            self.leadership.heard_from.insert(m.from, ctx.clock.now());
+        }
         let (msg_type, from) = (m.get_msg_type(), m.from);
         if let Err(e) = self.raft_group.step(m) {
             debug!(self.logger, "raft step failed"; "err" => %e);
@@ -124,6 +128,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             {
                 return Err(DroppedMessage::StaleSender);
             }
+        }
+        // An older term: raft-rs answers a heartbeat or an append (so a deposed leader learns
+        // the term) and rejects a pre-vote, and ignores everything else, which is dropped
+        // here instead, and counted (a stale snapshot is not even reserved).
+        let answered_at_older_term = matches!(
+            m.get_msg_type(),
+            MessageType::MsgHeartbeat | MessageType::MsgAppend | MessageType::MsgRequestPreVote
+        );
+        if m.term != 0 && m.term < self.raft_group.raft.term && !answered_at_older_term {
+            return Err(DroppedMessage::StaleTerm);
         }
         if m.get_msg_type() == MessageType::MsgSnapshot {
             self.check_snapshot(ctx, &m)?;

@@ -103,6 +103,10 @@ struct Leadership<S> {
     epoch_change_dropped: bool,
     /// Log GC ticks put off in a row (`log_gc`).
     log_gc_skipped_ticks: usize,
+    /// When each member last sent this peer a message that passed the checks (`message`),
+    /// while it leads: the health a membership change is checked against (`conf_change`).
+    /// Bounded by the region's members; cleared when leadership ends.
+    heard_from: HashMap<u64, Instant>,
 }
 
 /// The ready loop's state between the two halves of a round (see `ready`).
@@ -186,6 +190,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 epoch_change: None,
                 epoch_change_dropped: false,
                 log_gc_skipped_ticks: 0,
+                heard_from: HashMap::new(),
             },
             ready: ReadyState { sent_to_apply: applied.get(), ..ReadyState::default() },
             life: LifeState {

@@ -131,6 +131,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.leadership.lease.expire();
                 self.leadership.since = None;
                 self.leadership.guard = None;
+                self.leadership.heard_from.clear();
                 let err = self.not_leader();
                 self.fail_reads(&err);
             }
