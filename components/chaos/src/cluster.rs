@@ -617,12 +617,9 @@ impl Cluster {
         self.pd.signal(libc::SIGTERM);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         for p in self.stores.iter_mut().map(|s| &mut s.proc).chain(std::iter::once(&mut self.pd)) {
-            while let Some(c) = p.child.as_mut() {
-                if c.try_wait().ok().flatten().is_some() || std::time::Instant::now() > deadline {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let Some(c) = p.child.as_mut() else { continue };
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            util::wait::poll_until(left, || c.try_wait().ok().flatten());
         }
         self.shutdown();
     }

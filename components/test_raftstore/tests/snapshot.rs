@@ -45,6 +45,34 @@ fn must_have_range(cluster: &Cluster, store_id: u64, range: std::ops::Range<u32>
     }
 }
 
+/// What `cut_off_past_a_compaction` leaves: a follower cut off (by `filter`) at applied index
+/// `lagger_last`, and the leader's log compacted past it.
+struct Cut {
+    leader: metapb::Peer,
+    lagger: metapb::Peer,
+    lagger_last: u64,
+    /// Snapshots the lagger had applied before it was cut off.
+    applied_before: u64,
+    filter: u64,
+}
+
+/// Writes keys 0..10 everywhere, cuts a follower off, writes 10..120 and waits until the
+/// leader's log is compacted past the follower (it can only catch up by snapshot).
+fn cut_off_past_a_compaction(cluster: &Cluster) -> Cut {
+    put_range(cluster, 0..10);
+    let leader = cluster.wait_leader(1);
+    let lagger = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
+    must_have_range(cluster, lagger.store_id, 0..10);
+    let lagger_last = cluster.apply_state(lagger.store_id, 1).applied_index;
+    let applied_before = cluster.stats(lagger.store_id).snapshots_applied;
+    let filter = cluster.hub.add_filter(IsolateStore(lagger.store_id));
+    put_range(cluster, 10..120);
+    wait_for("the leader to compact past the lagger", T, || {
+        (cluster.truncated_index(leader.store_id, 1) > lagger_last + 1).then_some(())
+    });
+    Cut { leader, lagger, lagger_last, applied_before, filter }
+}
+
 /// A snapshot corrupted on the way (a byte flipped in a chunk) is refused by the receiving
 /// store (its file checksums do not match), the leader learns the send failed, generates and
 /// sends another, and the follower catches up with every write.
@@ -52,16 +80,7 @@ fn must_have_range(cluster: &Cluster, store_id: u64, range: std::ops::Range<u32>
 fn a_corrupted_snapshot_is_refused_and_a_new_one_catches_the_follower_up() {
     let mut cluster = Cluster::new(3, &[], gc_config());
     cluster.start();
-    put_range(&cluster, 0..10);
-    let leader = cluster.wait_leader(1);
-    let lagger = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
-    must_have_range(&cluster, lagger.store_id, 0..10);
-    let lagger_last = cluster.apply_state(lagger.store_id, 1).applied_index;
-    let f = cluster.hub.add_filter(IsolateStore(lagger.store_id));
-    put_range(&cluster, 10..120);
-    wait_for("the leader to compact past the lagger", T, || {
-        (cluster.truncated_index(leader.store_id, 1) > lagger_last + 1).then_some(())
-    });
+    let Cut { leader, lagger, filter: f, .. } = cut_off_past_a_compaction(&cluster);
     let generated_before = cluster.stats(leader.store_id).snapshots_generated;
     cluster.hub.corrupt_next_snapshots(1);
     cluster.hub.remove_filter(f);
@@ -80,19 +99,9 @@ fn a_corrupted_snapshot_is_refused_and_a_new_one_catches_the_follower_up() {
 fn follower_cut_off_past_a_forced_compaction_catches_up_by_snapshot() {
     let mut cluster = Cluster::new(3, &[], gc_config());
     cluster.start();
-    put_range(&cluster, 0..10);
-    let leader = cluster.wait_leader(1);
-    let lagger = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
-    must_have_range(&cluster, lagger.store_id, 0..10);
-    let lagger_last = cluster.apply_state(lagger.store_id, 1).applied_index;
-    let applied_before = cluster.stats(lagger.store_id).snapshots_applied;
-
-    let f = cluster.hub.add_filter(IsolateStore(lagger.store_id));
-    put_range(&cluster, 10..120);
-    wait_for("the leader to compact past the lagger", T, || {
-        (cluster.truncated_index(leader.store_id, 1) > lagger_last + 1).then_some(())
-    });
-    cluster.hub.remove_filter(f);
+    let Cut { leader, lagger, lagger_last, applied_before, filter } =
+        cut_off_past_a_compaction(&cluster);
+    cluster.hub.remove_filter(filter);
 
     must_have_range(&cluster, lagger.store_id, 0..120);
     let state = cluster.apply_state(lagger.store_id, 1);

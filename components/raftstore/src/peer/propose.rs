@@ -416,8 +416,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     pub(super) fn answer_proposals_covered_by_snapshot(&mut self, index: u64) {
-        while self.proposals.front().is_some_and(|p| p.index.get() <= index) {
-            let p = self.proposals.pop_front().expect("front exists");
+        while let Some(p) = self.proposals.pop_front() {
+            if p.index.get() > index {
+                self.proposals.push_front(p);
+                break;
+            }
             debug!(self.logger, "proposal covered by a snapshot"; "index" => p.index, "term" => p.term);
             self.note_dropped_epoch_change(&p);
             for (cb, _) in p.callbacks {
