@@ -81,6 +81,17 @@ pub struct Config {
     /// meanwhile if the leader stepped down).
     pub leader_transfer_max_log_lag: u64,
 
+    /// A merge is refused while some peer of the source region lags its leader's log by more
+    /// than this many entries: the target carries the entries a lagging store may lack in its
+    /// CommitMerge (`peer/merge.rs`). Must stay below `raft-log-gc-count-limit`.
+    pub merge_max_log_gap: u64,
+    /// How often a merging region checks its target again (commits, waits or votes for
+    /// rollback; `peer/merge.rs`).
+    pub merge_check_tick_interval: ReadableDuration,
+    /// How long a merging source leader holds a client command, hoping the merge ends, before
+    /// it answers a retryable error (`ProposalInMergingMode`, `ReadIndexNotReady`).
+    pub merge_hold_timeout: ReadableDuration,
+
     /// How often a peer that does not lead checks whether it still hears a leader
     /// (`peer/stale.rs`).
     pub peer_stale_state_check_interval: ReadableDuration,
@@ -161,6 +172,11 @@ impl Default for Config {
             raft_log_gc_size_limit: None,
             raft_log_reserve_max_ticks: 6,
             leader_transfer_max_log_lag: 128,
+            // TiKV's values (`merge-max-log-gap`, `merge-check-tick-interval`); the hold is
+            // ours: a third of the official client's 1.5 s region backoff.
+            merge_max_log_gap: 10,
+            merge_check_tick_interval: ReadableDuration::secs(2),
+            merge_hold_timeout: ReadableDuration::millis(500),
             // TiKV's values.
             peer_stale_state_check_interval: ReadableDuration::minutes(5),
             abnormal_leader_missing_duration: ReadableDuration::minutes(10),
@@ -250,6 +266,11 @@ impl Config {
         self.in_base_ticks(self.split_region_check_tick_interval)
     }
 
+    /// Raft base ticks between two merge checks of a merging region (at least 1).
+    pub fn merge_check_ticks(&self) -> u64 {
+        self.in_base_ticks(self.merge_check_tick_interval)
+    }
+
     /// Raft base ticks between two region heartbeats of a leader (at least 1).
     pub fn region_heartbeat_ticks(&self) -> u64 {
         self.in_base_ticks(self.region_heartbeat_interval)
@@ -305,6 +326,16 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::invalid(key, "must be at least 1"));
             }
+        }
+        if self.merge_check_tick_interval.is_zero() {
+            return Err(ConfigError::invalid("merge-check-tick-interval", "must be positive"));
+        }
+        if self.merge_max_log_gap >= self.raft_log_gc_count_limit() {
+            return Err(ConfigError::conflict(
+                "merge-max-log-gap",
+                "raft-log-gc-count-limit",
+                "a merge needs the log of its laggards: the gap must stay below the GC limit",
+            ));
         }
         if self.raft_log_gc_tick_interval.is_zero() {
             return Err(ConfigError::invalid("raft-log-gc-tick-interval", "must be positive"));

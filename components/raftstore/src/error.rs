@@ -46,6 +46,15 @@ pub enum Error {
     /// A bounded queue is full; retry after a backoff.
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
+    /// The region is being merged into a neighbour (`peer::merge`): it takes no write until
+    /// the merge ends. Retryable: the client refreshes its routing and retries, at the merged
+    /// region once the merge committed.
+    #[error("region {0} is merging: it takes no proposal until the merge ends")]
+    ProposalInMergingMode(RegionId),
+    /// The read cannot be served here now: the region is merging, and its range may already
+    /// be served by the merge target. Retryable, as `ProposalInMergingMode`.
+    #[error("region {region_id}: read not ready: {reason}")]
+    ReadIndexNotReady { region_id: RegionId, reason: String },
     /// PD could not answer (split ids); retry later.
     #[error("placement driver: {0}")]
     Pd(#[from] PdError),
@@ -120,6 +129,14 @@ impl Error {
             }
             Error::ServerIsBusy(reason) => {
                 e.server_is_busy = Some(errorpb::ServerIsBusy { reason, ..Default::default() })
+            }
+            Error::ProposalInMergingMode(region_id) => {
+                e.proposal_in_merging_mode =
+                    Some(errorpb::ProposalInMergingMode { region_id: region_id.get() })
+            }
+            Error::ReadIndexNotReady { region_id, reason } => {
+                e.read_index_not_ready =
+                    Some(errorpb::ReadIndexNotReady { reason, region_id: region_id.get() })
             }
             // No dedicated errorpb field: the message carries it, as TiKV does for `Other`.
             Error::Pd(_) | Error::InvalidRequest(_) | Error::Engine(_) => {}

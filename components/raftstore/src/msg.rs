@@ -7,6 +7,8 @@ use std::time::Instant;
 use proto::metapb;
 use proto::raft_cmdpb::RaftCmdRequest;
 use proto::raft_serverpb::RaftMessage;
+use raft::eraftpb::Entry;
+use util::RegionId;
 
 use crate::apply::ApplyRes;
 use crate::callback::Callback;
@@ -34,6 +36,9 @@ pub enum PeerTick {
     /// The deadline of the commands a new peer holds for its region's first leader (see
     /// `peer::leader_wait`); scheduled by the peer, sent once.
     LeaderWaitDeadline,
+    /// The deadline of the oldest command a merging region holds (see `peer::merge`, step
+    /// 2); scheduled by the peer, sent once.
+    MergeHoldDeadline,
 }
 
 /// Messages to a region's `PeerFsm`.
@@ -80,6 +85,28 @@ pub enum PeerMsg<S> {
         approximate_size: u64,
         approximate_keys: u64,
     },
+    /// From the local peer of a merging source (`peer::merge`, step 4) to this region, its
+    /// merge target: propose CommitMerge if leading and still at `target_epoch`. Only this
+    /// store's FSMs send it; no client can.
+    ProposeCommitMerge {
+        source: metapb::Region,
+        commit: u64,
+        entries: Vec<Entry>,
+        target_epoch: metapb::RegionEpoch,
+    },
+    /// From the target's apply FSM to this region, a merge source (step 6): the merge
+    /// committed at index `commit` of this region's log; catch up to it with `entries` if
+    /// needed, apply it, and let the target go on.
+    CatchUpLogs {
+        target_region_id: RegionId,
+        commit: u64,
+        entries: Vec<Entry>,
+    },
+    /// From the target's peer to this region, a merge source (step 7): the merge is applied,
+    /// the range is `target`'s; destroy this peer, keeping the data.
+    MergeResult {
+        target: metapb::Region,
+    },
 }
 
 /// Who asked for a split (logs and metrics).
@@ -113,6 +140,15 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::SplitCheckResult { split_keys, approximate_size, .. } => {
                 write!(f, "SplitCheckResult({} keys, {approximate_size} bytes)", split_keys.len())
             }
+            PeerMsg::ProposeCommitMerge { source, commit, .. } => {
+                write!(f, "ProposeCommitMerge(source {}, commit {commit})", source.id)
+            }
+            PeerMsg::CatchUpLogs { target_region_id, commit, entries } => write!(
+                f,
+                "CatchUpLogs(target {target_region_id}, commit {commit}, {} entries)",
+                entries.len()
+            ),
+            PeerMsg::MergeResult { target } => write!(f, "MergeResult(target {})", target.id),
         }
     }
 }

@@ -7,8 +7,8 @@
 //! NOT block.
 
 use proto::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, RaftCmdRequest,
-    RaftRequestHeader, TransferLeaderRequest,
+    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, PrepareMergeRequest,
+    RaftCmdRequest, RaftRequestHeader, TransferLeaderRequest,
 };
 use proto::{metapb, pdpb};
 
@@ -66,9 +66,6 @@ pub fn operator_command(
     let region_id = resp.region_id;
     let missing = |what| OperatorError::Missing { region_id, what };
     let unsupported = |kind| Err(OperatorError::Unsupported { region_id, kind });
-    if resp.merge.is_some() {
-        return unsupported("merge");
-    }
     if resp.split_region.is_some() {
         return unsupported("split-region");
     }
@@ -90,6 +87,16 @@ pub fn operator_command(
             cmd_type: AdminCmdType::ChangePeerV2 as i32,
             change_peer_v2: Some(ChangePeerV2Request {
                 changes: v2.changes.iter().map(change).collect(),
+            }),
+            ..Default::default()
+        }
+    } else if let Some(m) = &resp.merge {
+        // The source leader computes `min_index` itself (`peer::merge`, step 1).
+        AdminRequest {
+            cmd_type: AdminCmdType::PrepareMerge as i32,
+            prepare_merge: Some(PrepareMergeRequest {
+                min_index: 0,
+                target: Some(m.target.clone().ok_or_else(|| missing("a merge target"))?),
             }),
             ..Default::default()
         }
@@ -186,6 +193,13 @@ mod tests {
         });
         let admin = cmd.unwrap().unwrap().admin_request.unwrap();
         assert_eq!(admin.cmd_type, AdminCmdType::TransferLeader as i32);
+
+        let target = metapb::Region { id: 8, ..Default::default() };
+        let merge = pdpb::Merge { target: Some(target.clone()), ..Default::default() };
+        let cmd = operator_command(&pdpb::RegionHeartbeatResponse { merge: Some(merge), ..resp() });
+        let admin = cmd.unwrap().unwrap().admin_request.unwrap();
+        assert_eq!(admin.cmd_type, AdminCmdType::PrepareMerge as i32);
+        assert_eq!(admin.prepare_merge.unwrap().target, Some(target));
     }
 
     #[test]
@@ -199,6 +213,11 @@ mod tests {
             pdpb::RegionHeartbeatResponse { change_peer: change, region_epoch: None, ..resp() };
         assert!(matches!(operator_command(&no_epoch), Err(OperatorError::Missing { .. })));
         let merge = pdpb::RegionHeartbeatResponse { merge: Some(pdpb::Merge::default()), ..resp() };
-        assert!(matches!(operator_command(&merge), Err(OperatorError::Unsupported { .. })));
+        assert!(matches!(operator_command(&merge), Err(OperatorError::Missing { .. })));
+        let split = pdpb::RegionHeartbeatResponse {
+            split_region: Some(pdpb::SplitRegion::default()),
+            ..resp()
+        };
+        assert!(matches!(operator_command(&split), Err(OperatorError::Unsupported { .. })));
     }
 }

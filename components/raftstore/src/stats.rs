@@ -105,6 +105,12 @@ struct Inner {
     leader_missing: AtomicU64,
     stale_peer_checks: AtomicU64,
     stale_peers_destroyed: AtomicU64,
+    merges_prepared: AtomicU64,
+    merge_target_waits: AtomicU64,
+    merges_committed: AtomicU64,
+    merges_rolled_back: AtomicU64,
+    merge_source_mismatches: AtomicU64,
+    merge_wait_ms_sum: AtomicU64,
     /// Live [`LeaderGuard`]s.
     leaders: AtomicU64,
 }
@@ -160,6 +166,18 @@ pub struct StoreStatsSnapshot {
     pub stale_peer_checks: u64,
     /// Peers destroyed because PD's region no longer listed them.
     pub stale_peers_destroyed: u64,
+    /// PrepareMerge, CommitMerge and RollbackMerge entries applied by the peers of this store
+    /// (every replica counts its own).
+    pub merges_prepared: u64,
+    /// CommitMerge entries whose target paused to wait for its source (step 6).
+    pub merge_target_waits: u64,
+    pub merges_committed: u64,
+    pub merges_rolled_back: u64,
+    /// Merge targets that found their source elsewhere than the CommitMerge says (a broken
+    /// invariant: they stay paused).
+    pub merge_source_mismatches: u64,
+    /// Milliseconds merge targets' apply FSMs spent paused for their sources, summed.
+    pub merge_wait_ms_sum: u64,
 }
 
 impl StoreStatsSnapshot {
@@ -190,6 +208,12 @@ impl StoreStatsSnapshot {
             leader_missing,
             stale_peer_checks,
             stale_peers_destroyed,
+            merges_prepared,
+            merge_target_waits,
+            merges_committed,
+            merges_rolled_back,
+            merge_source_mismatches,
+            merge_wait_ms_sum,
         } = self;
         let buckets = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(a, b)| a - b).collect();
         StoreStatsSnapshot {
@@ -216,6 +240,12 @@ impl StoreStatsSnapshot {
             leader_missing: leader_missing - before.leader_missing,
             stale_peer_checks: stale_peer_checks - before.stale_peer_checks,
             stale_peers_destroyed: stale_peers_destroyed - before.stale_peers_destroyed,
+            merges_prepared: merges_prepared - before.merges_prepared,
+            merge_target_waits: merge_target_waits - before.merge_target_waits,
+            merges_committed: merges_committed - before.merges_committed,
+            merges_rolled_back: merges_rolled_back - before.merges_rolled_back,
+            merge_source_mismatches: merge_source_mismatches - before.merge_source_mismatches,
+            merge_wait_ms_sum: merge_wait_ms_sum - before.merge_wait_ms_sum,
         }
     }
 }
@@ -253,6 +283,32 @@ impl StoreStats {
 
     pub fn record_split_applied(&self) {
         self.inner.splits_applied.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_merge_prepared(&self) {
+        self.inner.merges_prepared.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_merge_target_wait(&self) {
+        self.inner.merge_target_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_merge_committed(&self) {
+        self.inner.merges_committed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_merge_rolled_back(&self) {
+        self.inner.merges_rolled_back.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn record_merge_source_mismatch(&self) {
+        self.inner.merge_source_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A merge target's apply FSM resumed after waiting `waited` for its source.
+    pub fn record_merge_wait(&self, waited: std::time::Duration) {
+        let ms = waited.as_millis().min(u64::MAX as u128) as u64;
+        self.inner.merge_wait_ms_sum.fetch_add(ms, Ordering::Relaxed);
     }
 
     pub fn record_split_check(&self) {
@@ -357,6 +413,12 @@ impl StoreStats {
             leader_missing: load(&i.leader_missing),
             stale_peer_checks: load(&i.stale_peer_checks),
             stale_peers_destroyed: load(&i.stale_peers_destroyed),
+            merges_prepared: load(&i.merges_prepared),
+            merge_target_waits: load(&i.merge_target_waits),
+            merges_committed: load(&i.merges_committed),
+            merges_rolled_back: load(&i.merges_rolled_back),
+            merge_source_mismatches: load(&i.merge_source_mismatches),
+            merge_wait_ms_sum: load(&i.merge_wait_ms_sum),
         }
     }
 }

@@ -236,7 +236,7 @@ struct StoreCollector {
 
 /// (name, help, variable labels) of every family [`StoreCollector`] exports, in the order
 /// `collect` builds them.
-const STORE_FAMILIES: [(&str, &str, &[&str]); 23] = [
+const STORE_FAMILIES: [(&str, &str, &[&str]); 26] = [
     (
         "regionstore_raftstore_proposals_total",
         "Client commands proposed to raft, counted when the poll round's raft write is synced.",
@@ -330,6 +330,21 @@ const STORE_FAMILIES: [(&str, &str, &[&str]); 23] = [
         "Peers destroyed because PD's newer region no longer listed them.",
         &[],
     ),
+    (
+        "regionstore_raftstore_merge_steps_total",
+        "Merge steps of this store's peers: prepare, target_wait (a CommitMerge waiting for its source), commit, rollback.",
+        &["step"],
+    ),
+    (
+        "regionstore_raftstore_merge_source_mismatch_total",
+        "Merge targets that found their source elsewhere than their CommitMerge says (they stay paused).",
+        &[],
+    ),
+    (
+        "regionstore_raftstore_merge_source_wait_seconds_total",
+        "Time merge targets' apply spent paused for their sources to catch up.",
+        &[],
+    ),
     ("regionstore_raftstore_regions", "Regions with a peer on this store.", &[]),
     ("regionstore_raftstore_leaders", "Regions whose peer on this store is the raft leader.", &[]),
 ];
@@ -406,6 +421,17 @@ impl Collector for StoreCollector {
             (MetricType::COUNTER, vec![counter(s.leader_missing, None)]),
             (MetricType::COUNTER, vec![counter(s.stale_peer_checks, None)]),
             (MetricType::COUNTER, vec![counter(s.stale_peers_destroyed, None)]),
+            (
+                MetricType::COUNTER,
+                vec![
+                    counter(s.merges_prepared, Some(("step", "prepare"))),
+                    counter(s.merge_target_waits, Some(("step", "target_wait"))),
+                    counter(s.merges_committed, Some(("step", "commit"))),
+                    counter(s.merges_rolled_back, Some(("step", "rollback"))),
+                ],
+            ),
+            (MetricType::COUNTER, vec![counter(s.merge_source_mismatches, None)]),
+            (MetricType::COUNTER, vec![counter_f(s.merge_wait_ms_sum as f64 / 1000.0)]),
             (MetricType::GAUGE, vec![gauge(regions)]),
             (MetricType::GAUGE, vec![gauge(leaders)]),
         ];
@@ -425,8 +451,17 @@ impl Collector for StoreCollector {
 }
 
 fn counter(value: u64, label: Option<(&str, &str)>) -> proto::Metric {
+    counter_of(value as f64, label)
+}
+
+/// A counter of a fractional quantity (seconds).
+fn counter_f(value: f64) -> proto::Metric {
+    counter_of(value, None)
+}
+
+fn counter_of(value: f64, label: Option<(&str, &str)>) -> proto::Metric {
     let mut c = proto::Counter::default();
-    c.set_value(value as f64);
+    c.set_value(value);
     let mut m = proto::Metric::default();
     m.set_counter(c);
     if let Some((name, value)) = label {

@@ -80,7 +80,9 @@ impl From<raftstore::Error> for Error {
             | E::RaftEntryTooLarge { .. }
             | E::StaleCommand
             | E::Undetermined(_)
-            | E::ServerIsBusy(_) => Error::Region(e.into_region_error()),
+            | E::ServerIsBusy(_)
+            | E::ProposalInMergingMode(_)
+            | E::ReadIndexNotReady { .. } => Error::Region(e.into_region_error()),
             E::Pd(e) => Error::Unavailable(format!("placement driver: {e}")),
             E::InvalidRequest(m) => Error::Invalid(m),
             E::Engine(e) => Error::Engine(e.to_string()),

@@ -15,8 +15,8 @@ use proto::errorpb;
 use proto::metapb;
 use proto::metapb::ConfChangeType;
 use proto::raft_cmdpb::{
-    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, RaftCmdRequest,
-    RaftCmdResponse, Request,
+    AdminCmdType, AdminRequest, ChangePeerRequest, ChangePeerV2Request, PrepareMergeRequest,
+    RaftCmdRequest, RaftCmdResponse, Request,
 };
 use proto::raft_serverpb::RaftApplyState;
 use raftstore::{
@@ -437,10 +437,14 @@ impl Cluster {
                     self.leader_hints.lock().insert(region_id, leader);
                     return Ok(resp);
                 }
+                // A merging region answers these until its merge ends: back off and retry,
+                // as a client does.
                 Some(e)
                     if e.not_leader.is_some()
                         || e.region_not_found.is_some()
-                        || e.stale_command.is_some() =>
+                        || e.stale_command.is_some()
+                        || e.proposal_in_merging_mode.is_some()
+                        || e.read_index_not_ready.is_some() =>
                 {
                     let next = e.not_leader.as_ref().and_then(|n| n.leader.clone());
                     match next {
@@ -565,6 +569,53 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("split at {key:?} failed: {e:?}"));
         assert_eq!(regions.len(), 2);
         (regions[0].clone(), regions[1].clone())
+    }
+
+    /// Asks region `source`'s leader to merge it into region `target` (PrepareMerge, at the
+    /// newest known target); the rest of the merge runs by itself. Answers when the
+    /// PrepareMerge applied, or with the refusal.
+    pub fn try_merge(&self, source: u64, target: u64) -> Result<RaftCmdResponse, errorpb::Error> {
+        let target = self.region(target);
+        self.admin(
+            source,
+            AdminRequest {
+                cmd_type: AdminCmdType::PrepareMerge as i32,
+                prepare_merge: Some(PrepareMergeRequest { min_index: 0, target: Some(target) }),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Merges region `source` into region `target` and waits until every running store
+    /// has the widened target and no peer of the source; returns the target.
+    pub fn must_merge(&self, source: u64, target: u64) -> metapb::Region {
+        self.try_merge(source, target)
+            .unwrap_or_else(|e| panic!("merge of {source} into {target} refused: {e:?}"));
+        self.wait_merged(source, target)
+    }
+
+    /// Waits until every running store has region `target` covering `source`'s range (as
+    /// the newest store knows it now) and no peer of `source`; returns the target.
+    pub fn wait_merged(&self, source: u64, target: u64) -> metapb::Region {
+        let src = self.region(source);
+        wait_for(&format!("region {source} merged into {target} everywhere"), TIMEOUT, || {
+            let mut merged = None;
+            for node in self.nodes.values() {
+                let meta = node.meta.lock();
+                if meta.region(source.into()).is_some() {
+                    return None;
+                }
+                let t = meta.region(target.into())?;
+                let covers = t.start_key <= src.start_key
+                    && (t.end_key.is_empty()
+                        || (!src.end_key.is_empty() && t.end_key >= src.end_key));
+                if !covers {
+                    return None;
+                }
+                merged = Some(t.clone());
+            }
+            merged
+        })
     }
 
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<(), errorpb::Error> {

@@ -11,10 +11,10 @@ use engine_traits::{KvEngine, Mutable, WriteOptions, CF_RAFT};
 use prost::Message as _;
 use proto::metapb;
 use proto::raft_cmdpb::{
-    AdminCmdType, AdminResponse, ChangePeerResponse, ChangePeerV2Response, RaftCmdRequest,
-    RaftCmdResponse, RaftResponseHeader,
+    AdminCmdType, AdminRequest, AdminResponse, ChangePeerResponse, ChangePeerV2Response,
+    CommitMergeRequest, RaftCmdRequest, RaftCmdResponse, RaftResponseHeader,
 };
-use proto::raft_serverpb::{RaftApplyState, RaftTruncatedState, RegionLocalState};
+use proto::raft_serverpb::{MergeState, RaftApplyState, RaftTruncatedState, RegionLocalState};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Snapshot};
 use slog::{debug, error, info, Logger};
@@ -23,6 +23,9 @@ use util::{LogIndex, PeerId, RegionId, Term};
 use super::compact::exec_compact_log;
 use super::conf_change::{apply_changes, requested_changes, to_raft_conf_change, v1_to_v2};
 use super::exec::{exec_write, WriteStats};
+use super::merge::{
+    check_source_state, exec_prepare_merge, exec_rollback_merge, merged_region, write_commit_merge,
+};
 use super::poller::ApplyContext;
 use super::split::exec_batch_split;
 use super::{ApplyRes, ApplyTask, ChangePeerResult, ExecResult, Proposal};
@@ -56,7 +59,47 @@ pub struct ApplyFsm<EK: KvEngine> {
     /// A received snapshot being applied (`ApplySnapshot`, `snap_apply`); no later task is
     /// handled before it is done.
     snapshot: SnapshotApply,
+    /// The merge state of this region while it is a merge source (`Merging`): from its
+    /// PrepareMerge until rolled back, merged, or replaced by a snapshot. CompactLog is a
+    /// no-op meanwhile (the target may need the entries, `peer::merge`).
+    merging: Option<MergeState>,
+    /// A merge source told to catch up (`ApplyTask::CatchUp`): the PrepareMerge index the
+    /// target waits for, and the target.
+    catch_up: Option<(u64, RegionId)>,
+    /// A merge source that reached its target's CommitMerge: it applies nothing more (its
+    /// data is the target's now); its peer destroys it.
+    merged: bool,
+    /// A merge target paused at its CommitMerge until the local source caught up.
+    wait_source: Option<WaitSource<EK::Snapshot>>,
+    /// `SourceReady` arrived for this (source, commit): the paused CommitMerge may apply.
+    source_ready: Option<(RegionId, u64)>,
+    /// Tasks kept aside while paused, handled before the inbox once resumed.
+    resumed: VecDeque<ApplyTask<EK::Snapshot>>,
     logger: Logger,
+}
+
+/// A merge target's apply FSM paused at its CommitMerge (`peer::merge`, step 6). Bounded by
+/// what its peer sends meanwhile: the target leader holds its writes behind the CommitMerge
+/// (`split::PendingEpochChange`), so mostly a follower's few entries wait here.
+struct WaitSource<S> {
+    source_id: RegionId,
+    commit: u64,
+    /// The CommitMerge entry and the rest of its task, with their proposals.
+    entries: VecDeque<Entry>,
+    proposals: VecDeque<Proposal<S>>,
+    /// Tasks that arrived while paused, in order.
+    kept: VecDeque<ApplyTask<S>>,
+    since: Instant,
+}
+
+/// What applying one entry came to.
+enum Applied {
+    Done(Result<RaftCmdResponse, Error>),
+    /// A CommitMerge waits for its source (`WaitSource`); the entry is not applied yet.
+    WaitSource {
+        source_id: RegionId,
+        commit: u64,
+    },
 }
 
 /// Where the `snap-applier` leaves a job's result for the FSM.
@@ -82,6 +125,7 @@ impl<EK: KvEngine> ApplyFsm<EK> {
         region: metapb::Region,
         apply_state: RaftApplyState,
         applied_term: Term,
+        merging: Option<MergeState>,
         inbox: Inbox<ApplyTask<EK::Snapshot>>,
         logger: Logger,
     ) -> Self {
@@ -99,6 +143,12 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             exec_results: Vec::new(),
             gen_requests: Vec::new(),
             snapshot: SnapshotApply::Idle,
+            merging,
+            catch_up: None,
+            merged: false,
+            wait_source: None,
+            source_ready: None,
+            resumed: VecDeque::new(),
             logger,
         }
     }
@@ -114,36 +164,73 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             if self.stopped || !matches!(self.snapshot, SnapshotApply::Idle) {
                 break;
             }
-            let Some(task) = self.inbox.try_recv() else { break };
+            let task = match self.resumed.pop_front() {
+                Some(task) if self.wait_source.is_none() => task,
+                kept => {
+                    if let Some(task) = kept {
+                        self.resumed.push_front(task);
+                    }
+                    let Some(task) = self.inbox.try_recv() else { break };
+                    task
+                }
+            };
+            if let Some(wait) = &mut self.wait_source {
+                // Paused at a CommitMerge: only its source's answer and a destroy matter now.
+                match task {
+                    ApplyTask::SourceReady { source_region_id, commit } => {
+                        self.on_source_ready(ctx, source_region_id, commit)
+                    }
+                    ApplyTask::Destroy => self.destroy(ctx),
+                    other => wait.kept.push_back(other),
+                }
+                continue;
+            }
             match task {
-                ApplyTask::Apply { entries, proposals } => {
-                    self.apply_entries(ctx, entries, proposals)
+                ApplyTask::Apply { entries, proposals } if !self.merged => {
+                    self.apply_entries(ctx, entries.into(), proposals.into())
                 }
-                ApplyTask::Destroy => {
-                    debug!(self.logger, "apply fsm destroyed");
-                    self.stopped = true;
-                    ctx.push_destroyed(self.region_id);
-                }
+                // A merged source applies nothing more: the entries after its PrepareMerge
+                // are no-ops (their epochs are older), and its range is the target's now.
+                // Dropped callbacks answer `RegionNotFound`.
+                ApplyTask::Apply { .. } => {}
+                ApplyTask::Destroy => self.destroy(ctx),
                 ApplyTask::GenerateSnapshot { tx } => self.gen_requests.push(tx),
                 ApplyTask::ApplySnapshot { region, key } => {
                     self.snapshot = SnapshotApply::Queued(region, key);
                 }
                 // Only wakes the FSM (`maybe_finish_snapshot` ran above).
                 ApplyTask::SnapshotFilesApplied => {}
+                ApplyTask::CatchUp { commit, target_region_id } => {
+                    self.catch_up = Some((commit, target_region_id));
+                    self.check_caught_up(ctx);
+                }
+                // For a pause that ended (a restart replays the CommitMerge and asks again).
+                ApplyTask::SourceReady { source_region_id, .. } => {
+                    debug!(self.logger, "stale source-ready ignored"; "source" => source_region_id);
+                }
             }
         }
-        self.inbox.len()
+        if self.wait_source.is_some() {
+            self.inbox.len()
+        } else {
+            self.inbox.len() + self.resumed.len()
+        }
+    }
+
+    fn destroy(&mut self, ctx: &mut ApplyContext<EK>) {
+        debug!(self.logger, "apply fsm destroyed");
+        self.stopped = true;
+        ctx.push_destroyed(self.region_id);
     }
 
     fn apply_entries(
         &mut self,
         ctx: &mut ApplyContext<EK>,
-        entries: Vec<Entry>,
-        proposals: Vec<Proposal<EK::Snapshot>>,
+        mut entries: VecDeque<Entry>,
+        mut proposals: VecDeque<Proposal<EK::Snapshot>>,
     ) {
-        let mut proposals: VecDeque<_> = proposals.into();
-        for entry in entries {
-            if self.removed {
+        while let Some(entry) = entries.pop_front() {
+            if self.removed || self.merged {
                 break;
             }
             let index = entry.index;
@@ -185,7 +272,26 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                     "raft refused the membership change (another one is in progress)".into(),
                 ))
             } else {
-                self.apply_entry(ctx, &entry)
+                match self.apply_entry(ctx, &entry) {
+                    Applied::Done(result) => result,
+                    Applied::WaitSource { source_id, commit } => {
+                        // Not applied: the entry, its proposal and the rest wait for the
+                        // source; tasks not handled yet go before anything that arrives.
+                        entries.push_front(entry);
+                        if let Some(p) = proposal {
+                            proposals.push_front(p);
+                        }
+                        self.wait_source = Some(WaitSource {
+                            source_id,
+                            commit,
+                            entries,
+                            proposals,
+                            kept: std::mem::take(&mut self.resumed),
+                            since: Instant::now(),
+                        });
+                        return;
+                    }
+                }
             };
             self.apply_state.applied_index = index;
             self.applied_term = Term(entry.term);
@@ -200,35 +306,35 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 );
                 ctx.answer(p, result, entry.term);
             }
+            self.check_caught_up(ctx);
         }
         assert!(
-            self.removed || proposals.is_empty(),
+            self.removed || self.merged || proposals.is_empty(),
             "region {}: proposals without entries",
             self.region_id
         );
     }
 
-    fn apply_entry(
-        &mut self,
-        ctx: &mut ApplyContext<EK>,
-        entry: &Entry,
-    ) -> Result<RaftCmdResponse, Error> {
+    fn apply_entry(&mut self, ctx: &mut ApplyContext<EK>, entry: &Entry) -> Applied {
         match entry.get_entry_type() {
             EntryType::EntryNormal => {}
             EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                return self.apply_conf_change(ctx, entry);
+                return Applied::Done(self.apply_conf_change(ctx, entry));
             }
         }
         if entry.data.is_empty() {
             // The empty entry a new leader appends to commit its term (see `apply_entries`
             // for one that carries a proposal).
-            return Ok(RaftCmdResponse::default());
+            return Applied::Done(Ok(RaftCmdResponse::default()));
         }
-        let req = self.decode_committed(entry, &entry.data)?;
+        let req = match self.decode_committed(entry, &entry.data) {
+            Ok(req) => req,
+            Err(e) => return Applied::Done(Err(e)),
+        };
         if req.admin_request.is_some() {
-            return self.apply_admin(ctx, &req);
+            return self.apply_admin(ctx, &req, entry.index);
         }
-        exec_write(ctx.wb(), &self.region, &req, &mut self.written)
+        Applied::Done(exec_write(ctx.wb(), &self.region, &req, &mut self.written))
     }
 
     /// Applies an admin command. Its epoch is checked again: an admin proposed under an epoch
@@ -237,10 +343,32 @@ impl<EK: KvEngine> ApplyFsm<EK> {
         &mut self,
         ctx: &mut ApplyContext<EK>,
         req: &RaftCmdRequest,
-    ) -> Result<RaftCmdResponse, Error> {
-        check_region_epoch(req, &self.region)?;
+        index: u64,
+    ) -> Applied {
+        if let Err(e) = check_region_epoch(req, &self.region) {
+            return Applied::Done(Err(e));
+        }
         let admin = req.admin_request.as_ref().expect("checked by the caller");
         let cmd_type = AdminCmdType::try_from(admin.cmd_type).unwrap_or(AdminCmdType::InvalidAdmin);
+        if cmd_type == AdminCmdType::CommitMerge {
+            return self.apply_commit_merge(ctx, admin.commit_merge.as_ref(), index);
+        }
+        Applied::Done(self.apply_other_admin(ctx, admin, cmd_type, index).map(|admin_response| {
+            RaftCmdResponse {
+                header: Some(RaftResponseHeader::default()),
+                admin_response: Some(admin_response),
+                ..Default::default()
+            }
+        }))
+    }
+
+    fn apply_other_admin(
+        &mut self,
+        ctx: &mut ApplyContext<EK>,
+        admin: &AdminRequest,
+        cmd_type: AdminCmdType,
+        index: u64,
+    ) -> Result<AdminResponse, Error> {
         let admin_response = match cmd_type {
             AdminCmdType::BatchSplit => {
                 let split = admin
@@ -256,6 +384,16 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 self.exec_results.push(ExecResult::Split(result));
                 resp
             }
+            AdminCmdType::CompactLog if self.merging.is_some() => {
+                // The merge target may need these entries (`peer::merge`, #12663): the same
+                // on every replica, as every replica is merging at this index.
+                debug!(self.logger, "log compaction skipped while merging");
+                AdminResponse {
+                    cmd_type: AdminCmdType::CompactLog as i32,
+                    compact_log: Some(Default::default()),
+                    ..Default::default()
+                }
+            }
             AdminCmdType::CompactLog => {
                 let (resp, truncated) =
                     exec_compact_log(&mut self.apply_state, admin.compact_log.as_ref())?;
@@ -265,17 +403,144 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                 }
                 resp
             }
+            AdminCmdType::PrepareMerge => {
+                let (resp, region, state) = exec_prepare_merge(
+                    ctx.wb(),
+                    &self.region,
+                    &self.apply_state,
+                    admin.prepare_merge.as_ref(),
+                    index,
+                )?;
+                info!(self.logger, "prepare merge applied"; "index" => index,
+                    "target" => state.target.as_ref().map_or(0, |t| t.id),
+                    "min_index" => state.min_index);
+                fail::fail_point!("raftstore::merge::after_prepare_apply");
+                self.region = region.clone();
+                self.merging = Some(state.clone());
+                self.exec_results.push(ExecResult::PrepareMerge { region, state });
+                resp
+            }
+            AdminCmdType::RollbackMerge => {
+                let req = admin.rollback_merge.as_ref();
+                let (resp, region) =
+                    exec_rollback_merge(ctx.wb(), &self.region, self.merging.as_ref(), req)?;
+                let commit = self.merging.take().map_or(0, |m| m.commit);
+                info!(self.logger, "merge rolled back"; "prepared_at" => commit,
+                    "version" => region.region_epoch.unwrap_or_default().version);
+                self.region = region.clone();
+                self.catch_up = None;
+                self.exec_results.push(ExecResult::RollbackMerge { region, commit });
+                resp
+            }
             other => {
                 return Err(Error::InvalidRequest(format!(
                     "admin command {other:?} is not supported"
                 )))
             }
         };
-        Ok(RaftCmdResponse {
+        Ok(admin_response)
+    }
+
+    /// `peer::merge` step 6, on the target. The first time the entry comes, the FSM pauses
+    /// and asks the local source to catch up; once the source's apply FSM reports that the
+    /// engine holds its PrepareMerge at `commit` (`on_source_ready`), the entry applies: the
+    /// widened target and the source's tombstone in this round's batch.
+    fn apply_commit_merge(
+        &mut self,
+        ctx: &mut ApplyContext<EK>,
+        req: Option<&CommitMergeRequest>,
+        index: u64,
+    ) -> Applied {
+        let invalid = |m: &str| Applied::Done(Err(Error::InvalidRequest(m.to_owned())));
+        let Some(req) = req else { return invalid("CommitMerge without its request") };
+        let Some(source) = req.source.as_ref() else {
+            return invalid("CommitMerge without source");
+        };
+        let source_id = RegionId(source.id);
+        // Checked alike on every replica before pausing: a CommitMerge that cannot apply
+        // never waits.
+        let merged = match merged_region(&self.region, source) {
+            Ok(m) => m,
+            Err(e) => return Applied::Done(Err(e)),
+        };
+        if self.source_ready != Some((source_id, req.commit)) {
+            let mut entries = Vec::with_capacity(req.entries.len());
+            for bytes in &req.entries {
+                match Entry::parse_from_bytes(bytes) {
+                    Ok(e) => entries.push(e),
+                    Err(e) => {
+                        let why = format!("CommitMerge entries: {e}");
+                        return Applied::Done(Err(self.undecodable_at(index, &why)));
+                    }
+                }
+            }
+            info!(self.logger, "commit merge waits for the source"; "index" => index,
+                "source" => source_id, "source_commit" => req.commit, "entries" => entries.len());
+            fail::fail_point!("raftstore::merge::target_paused");
+            ctx.stats.record_merge_target_wait();
+            ctx.push_catch_up(source_id, self.region_id, req.commit, entries);
+            return Applied::WaitSource { source_id, commit: req.commit };
+        }
+        self.source_ready = None;
+        let key = keys::region_state_key(source_id);
+        let state: Option<RegionLocalState> = match ctx.kv.get_msg_cf(CF_RAFT, &key) {
+            Ok(state) => state,
+            // The engine failing a read is a storage failure, fatal as a failing write.
+            Err(e) => panic!("region {}: cannot read merge source state: {e}", self.region_id),
+        };
+        if let Err(why) = check_source_state(state.as_ref(), source, req.commit) {
+            // An invariant is broken (the source applied another PrepareMerge, or is gone).
+            // Applying would lose data and skipping would diverge from the replicas that
+            // applied it: stay paused, loudly.
+            error!(self.logger, "merge source is not where the CommitMerge says";
+                "source" => source_id, "why" => %why);
+            ctx.stats.record_merge_source_mismatch();
+            return Applied::WaitSource { source_id, commit: req.commit };
+        }
+        let state = state.expect("checked");
+        let source_region = state.region.clone().expect("checked");
+        let source_merge = MergeState {
+            target: Some(self.region.clone()),
+            ..state.merge_state.unwrap_or_default()
+        };
+        let resp = write_commit_merge(ctx.wb(), &merged, &source_region, source_merge);
+        info!(self.logger, "commit merge applied"; "index" => index, "source" => source_id,
+            "start" => %merged.start_key.escape_ascii(), "end" => %merged.end_key.escape_ascii(),
+            "version" => merged.region_epoch.unwrap_or_default().version);
+        self.region = merged.clone();
+        self.exec_results.push(ExecResult::CommitMerge { region: merged, source: source_region });
+        Applied::Done(Ok(RaftCmdResponse {
             header: Some(RaftResponseHeader::default()),
-            admin_response: Some(admin_response),
+            admin_response: Some(resp),
             ..Default::default()
-        })
+        }))
+    }
+
+    /// The source's apply FSM reported (`ApplyTask::SourceReady`): resume at the CommitMerge.
+    fn on_source_ready(&mut self, ctx: &mut ApplyContext<EK>, source_id: RegionId, commit: u64) {
+        let Some(wait) =
+            self.wait_source.take_if(|w| w.source_id == source_id && w.commit == commit)
+        else {
+            debug!(self.logger, "source-ready for another merge ignored"; "source" => source_id);
+            return;
+        };
+        ctx.stats.record_merge_wait(wait.since.elapsed());
+        self.source_ready = Some((source_id, commit));
+        self.resumed = wait.kept;
+        self.apply_entries(ctx, wait.entries, wait.proposals);
+    }
+
+    /// `peer::merge` step 6, on the source: once the PrepareMerge the target waits for is
+    /// applied, apply nothing more, and have the target told after this round's write.
+    fn check_caught_up(&mut self, ctx: &mut ApplyContext<EK>) {
+        let Some((commit, target)) = self.catch_up else { return };
+        if self.merging.as_ref().is_none_or(|m| m.commit != commit) {
+            return;
+        }
+        info!(self.logger, "merge source caught up"; "commit" => commit, "target" => target);
+        self.catch_up = None;
+        self.merged = true;
+        ctx.push_source_ready(target, self.region_id, commit);
     }
 
     /// The command a committed entry carries. One that does not decode (only a leader that is
@@ -286,9 +551,13 @@ impl<EK: KvEngine> ApplyFsm<EK> {
     }
 
     fn undecodable(&self, entry: &Entry, why: &str) -> Error {
+        self.undecodable_at(entry.index, why)
+    }
+
+    fn undecodable_at(&self, index: u64, why: &str) -> Error {
         error!(self.logger, "committed entry does not decode; applied as a no-op";
-            "index" => entry.index, "err" => why);
-        Error::InvalidRequest(format!("entry {} does not decode: {why}", entry.index))
+            "index" => index, "err" => why);
+        Error::InvalidRequest(format!("entry {index} does not decode: {why}"))
     }
 
     /// A `ChangePeer`/`ChangePeerV2` entry (`apply::conf_change`): the new peer list is
@@ -455,6 +724,10 @@ impl<EK: KvEngine> ApplyFsm<EK> {
         self.applied_term = key.term;
         self.region = region.clone();
         self.removed = false;
+        // A snapshot taken after a rollback elsewhere replaces a merge this replica was in
+        // (TiKV #12232): the region is `Normal` at the snapshot's epoch.
+        self.merging = None;
+        self.catch_up = None;
         let mut wb = ctx.kv.write_batch();
         let state = RegionLocalState { region: Some(region), ..Default::default() };
         wb.put_msg_cf(CF_RAFT, &keys::region_state_key(self.region_id), &state);

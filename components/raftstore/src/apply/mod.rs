@@ -16,12 +16,13 @@ mod compact;
 pub mod conf_change;
 mod exec;
 mod fsm;
+pub mod merge;
 mod poller;
 pub mod split;
 
 use std::time::Instant;
 
-use proto::raft_serverpb::{RaftApplyState, RaftTruncatedState};
+use proto::raft_serverpb::{MergeState, RaftApplyState, RaftTruncatedState};
 use raft::eraftpb::Entry;
 use util::{LogIndex, RegionId, Term};
 
@@ -60,6 +61,12 @@ pub enum ApplyTask<S> {
     /// The `snap-applier` finished the files of the snapshot being applied: wakes the FSM,
     /// which finds the result where it left room for it (`snap_apply`).
     SnapshotFilesApplied,
+    /// To a merge source (`merge`, step 6): once the PrepareMerge at `commit` is applied,
+    /// stop applying and tell the target's apply FSM (`SourceReady`) after the round's write.
+    CatchUp { commit: u64, target_region_id: RegionId },
+    /// To a merge target paused at its CommitMerge (`merge`, step 6): the source applied its
+    /// PrepareMerge at `commit` and the engine holds it; resume.
+    SourceReady { source_region_id: RegionId, commit: u64 },
 }
 
 /// What an `ApplyFsm` reports to its peer after a round.
@@ -92,4 +99,22 @@ pub enum ExecResult {
     /// The log was compacted up to this position (the apply state already records it); the
     /// peer has the entries below it deleted (`log_gc`).
     CompactLog(RaftTruncatedState),
+    /// This region, a merge source, prepared to merge (`merge`, step 3): `region` has the
+    /// bumped epoch, `state` was persisted with `Merging`.
+    PrepareMerge {
+        region: proto::metapb::Region,
+        state: MergeState,
+    },
+    /// This region, a merge target, absorbed `source` (`merge`, step 6): `region` is the
+    /// widened region; the source's tombstone was written in the same batch.
+    CommitMerge {
+        region: proto::metapb::Region,
+        source: proto::metapb::Region,
+    },
+    /// The merge of this region was rolled back (`merge`, step 8): `region` has the bumped
+    /// version and is `Normal` again.
+    RollbackMerge {
+        region: proto::metapb::Region,
+        commit: u64,
+    },
 }

@@ -7,7 +7,7 @@ use slog::{error, Logger};
 use util::RegionId;
 
 use super::fsm::{split_response, ApplyControlFsm, ApplyFsm};
-use super::{ApplyRes, Proposal};
+use super::{ApplyRes, ApplyTask, Proposal};
 use crate::callback::Callback;
 use crate::error::Error;
 use crate::snap::SnapManager;
@@ -24,6 +24,16 @@ pub trait ApplyResSink: Clone + Send + 'static {
     /// The region's apply FSM stopped for good (`ApplyTask::Destroy`), after the last write
     /// of its data.
     fn send_apply_destroyed(&self, region_id: RegionId);
+
+    /// A merge target's apply FSM asks the local source peer to catch up to its PrepareMerge
+    /// at `commit` (`PeerMsg::CatchUpLogs`).
+    fn send_catch_up_logs(
+        &self,
+        source: RegionId,
+        target: RegionId,
+        commit: u64,
+        entries: Vec<raft::eraftpb::Entry>,
+    );
 }
 
 /// A round's batch grows at most to this before it is written mid-round, so one hot region
@@ -46,6 +56,11 @@ pub struct ApplyContext<EK: KvEngine> {
     results: Vec<ApplyRes>,
     /// Regions whose apply FSM stopped this round; told after the round's write.
     destroyed: Vec<RegionId>,
+    /// Merge targets paused this round: their sources are asked to catch up after the write.
+    catch_ups: Vec<(RegionId, RegionId, u64, Vec<raft::eraftpb::Entry>)>,
+    /// Merge sources that caught up this round: `(target, source, commit)`; the targets are
+    /// woken once the write holds the sources' last round (`peer::merge`, step 6).
+    sources_ready: Vec<(RegionId, RegionId, u64)>,
 }
 
 impl<EK: KvEngine> ApplyContext<EK> {
@@ -64,6 +79,20 @@ impl<EK: KvEngine> ApplyContext<EK> {
 
     pub(super) fn push_destroyed(&mut self, region_id: RegionId) {
         self.destroyed.push(region_id);
+    }
+
+    pub(super) fn push_catch_up(
+        &mut self,
+        source: RegionId,
+        target: RegionId,
+        commit: u64,
+        entries: Vec<raft::eraftpb::Entry>,
+    ) {
+        self.catch_ups.push((source, target, commit, entries));
+    }
+
+    pub(super) fn push_source_ready(&mut self, target: RegionId, source: RegionId, commit: u64) {
+        self.sources_ready.push((target, source, commit));
     }
 
     /// Queues the answers of a proposal; they are delivered after the batch is written.
@@ -124,6 +153,15 @@ impl<EK: KvEngine, R: ApplyResSink> ApplyPoller<EK, R> {
         for region_id in self.ctx.destroyed.drain(..) {
             self.sink.send_apply_destroyed(region_id);
         }
+        for (source, target, commit, entries) in self.ctx.catch_ups.drain(..) {
+            self.sink.send_catch_up_logs(source, target, commit, entries);
+        }
+        for (target, source, commit) in self.ctx.sources_ready.drain(..) {
+            // After the write: the target reads the source's state from the engine. Gone:
+            // the target was destroyed; its restart (if any) asks again.
+            let task = ApplyTask::SourceReady { source_region_id: source, commit };
+            let _ = self.ctx.router.force_send(target.get(), task);
+        }
     }
 
     /// Failpoint action: behave as if the process died here. The batch (if unwritten) is lost,
@@ -134,6 +172,8 @@ impl<EK: KvEngine, R: ApplyResSink> ApplyPoller<EK, R> {
         // Dropped callbacks answer "region not found": to the client, not acknowledged.
         self.ctx.callbacks.clear();
         self.ctx.results.clear();
+        self.ctx.catch_ups.clear();
+        self.ctx.sources_ready.clear();
         self.crashed = true;
     }
 }
@@ -235,6 +275,8 @@ impl<EK: KvEngine, R: ApplyResSink> HandlerBuilder<ApplyFsm<EK>, ApplyControlFsm
                 stats: self.stats.clone(),
                 callbacks: Vec::new(),
                 destroyed: Vec::new(),
+                catch_ups: Vec::new(),
+                sources_ready: Vec::new(),
                 results: Vec::new(),
             },
             sink: self.sink.clone(),

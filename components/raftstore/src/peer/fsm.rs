@@ -5,7 +5,6 @@ use batch_system::{Fsm, Inbox};
 use engine_traits::{KvEngine, RaftEngine};
 
 use super::{Peer, Snap};
-use crate::error::Error;
 use crate::msg::{PeerMsg, PeerTick};
 use crate::store::PollContext;
 use crate::transport::Transport;
@@ -48,6 +47,8 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 PeerMsg::Tick(PeerTick::Raft) => self.peer.tick(ctx),
                 // The end of the turn checks the deadline (`maybe_release_leader_wait`).
                 PeerMsg::Tick(PeerTick::LeaderWaitDeadline) => {}
+                // The end of the turn answers what is past its deadline (`release_merge_holds`).
+                PeerMsg::Tick(PeerTick::MergeHoldDeadline) => {}
                 PeerMsg::ApplyRes(res) => self.peer.on_apply_res(ctx, *res),
                 PeerMsg::Wake => {}
                 PeerMsg::Destroy => self.peer.destroy(ctx),
@@ -73,11 +74,19 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                     approximate_size,
                     approximate_keys,
                 ),
+                PeerMsg::ProposeCommitMerge { source, commit, entries, target_epoch } => {
+                    self.peer.on_propose_commit_merge(ctx, source, commit, entries, target_epoch)
+                }
+                PeerMsg::CatchUpLogs { target_region_id, commit, entries } => {
+                    self.peer.on_catch_up_logs(ctx, target_region_id, commit, entries)
+                }
+                PeerMsg::MergeResult { target } => self.peer.on_merge_result(ctx, target),
             }
         }
         if !self.peer.is_stopped() && !self.peer.is_pending_remove() {
             self.peer.maybe_release_leader_wait(ctx);
             self.peer.maybe_resolve_epoch_change(ctx);
+            self.peer.release_merge_holds(ctx);
             self.peer.propose_batch(ctx);
             self.peer.maybe_schedule_snapshot_gen(ctx);
             self.has_pending_ready = self.peer.handle_ready(ctx);
@@ -89,13 +98,14 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
 
 impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
     /// While the peer is being destroyed (`peer::life`) it only waits for its apply FSM;
-    /// commands are answered `RegionNotFound`, everything else is dropped.
+    /// commands are answered `RegionNotFound` (`EpochNotMatch` with the target if merged),
+    /// everything else is dropped.
     fn handle_while_removing<T: Transport>(
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
         msg: PeerMsg<Snap<EK>>,
     ) {
-        let gone = || Error::RegionNotFound(self.peer.region_id());
+        let gone = || self.peer.removal_error();
         match msg {
             PeerMsg::ApplyDestroyed => self.peer.on_apply_destroyed(ctx),
             PeerMsg::RaftCommand(cmd) => cmd.callback.invoke_with_error(gone()),
@@ -107,7 +117,10 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             | PeerMsg::Destroy
             | PeerMsg::SnapshotReport { .. }
             | PeerMsg::StaleCheckResult { .. }
-            | PeerMsg::SplitCheckResult { .. } => {}
+            | PeerMsg::SplitCheckResult { .. }
+            | PeerMsg::ProposeCommitMerge { .. }
+            | PeerMsg::CatchUpLogs { .. }
+            | PeerMsg::MergeResult { .. } => {}
         }
     }
 }

@@ -80,7 +80,9 @@ pub(super) fn decide(p: LogPositions, cfg: &Config) -> GcDecision {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Steps 1 and 2: the GC tick of a leader.
     pub(super) fn on_raft_log_gc_tick<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
-        if !self.is_leader() {
+        // A merge target may need the source's entries (`merge`; apply ignores a compaction
+        // while merging too, #12663).
+        if !self.is_leader() || self.merge_fence().is_some() || self.is_merge_proposed() {
             return;
         }
         let raft = &self.raft_group.raft;

@@ -57,6 +57,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 return self.destroy(ctx);
             }
         }
+        if let Some(extra) = &msg.extra_msg {
+            // Messages of the store's protocol beside raft (a rollback vote, `merge`): only
+            // from a member, to this peer.
+            let from = msg.from_peer.as_ref().filter(|p| {
+                find_peer_by_id(self.region(), PeerId(p.id)).is_some()
+                    && msg.to_peer.as_ref().is_some_and(|t| t.id == self.meta.id)
+            });
+            match from {
+                Some(from) => self.on_extra_message(ctx, &from.clone(), extra),
+                None => ctx.stats.record_message_dropped(DroppedMessage::WrongPeer),
+            }
+            return;
+        }
         if msg.is_tombstone {
             if msg.to_peer.as_ref().is_some_and(|p| p.id == self.meta.id) {
                 self.on_tombstone_msg(ctx, &msg);

@@ -14,6 +14,7 @@
 //! | `leader_wait` | commands that reach a new peer before its region's first leader |
 //! | `snapshot` | snapshots: generation requests, sending, checking, persisting, applying |
 //! | `split` | splitting: asking PD, proposing, the proposal checker, creating new regions, size checks |
+//! | `merge` | merging: PrepareMerge, the fence, checking the target, CommitMerge, catching up, rollback |
 //! | `lease` | the leader lease |
 //!
 //! `Peer` holds the state; it never touches the batch system or the transport directly, only
@@ -25,6 +26,7 @@ mod leader_wait;
 pub mod lease;
 mod life;
 mod log_gc;
+mod merge;
 mod message;
 mod propose;
 mod read;
@@ -85,6 +87,8 @@ pub struct Peer<EK: KvEngine, ER: RaftEngine> {
     /// Other peers of the region, by id, to address raft messages.
     peer_cache: HashMap<u64, metapb::Peer>,
     size: SizeTracker,
+    /// This region's part in a merge, as a source (`merge`).
+    merge: merge::MergeStatus<Snap<EK>>,
     logger: Logger,
 }
 
@@ -143,6 +147,9 @@ struct LifeState<S> {
     leader_missing_since: Option<Instant>,
     /// The current leader-missing period was logged and counted.
     leader_missing_reported: bool,
+    /// Set when this peer, a merge source, is destroyed because its target absorbed it
+    /// (`merge`, step 7): the target after the merge. Its data stays (it is the target's).
+    merged_into: Option<metapb::Region>,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -200,11 +207,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 heard_leader: false,
                 leader_missing_since: None,
                 leader_missing_reported: false,
+                merged_into: None,
             },
             applied_term,
             peer_cache: HashMap::new(),
             // Every peer's first check (after it leads) measures its region.
             size: SizeTracker { diff_hint: u64::MAX, ..SizeTracker::default() },
+            merge: merge::MergeStatus::default(),
             logger,
         };
         for p in &region.peers {

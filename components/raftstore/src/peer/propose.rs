@@ -99,6 +99,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             Ok(kind) => kind,
             Err(e) => return cmd.callback.invoke_with_error(e),
         };
+        // A region that is merging away serves nothing until the merge ends (`merge`, step
+        // 2); a leader transfer needs no entry and a log compaction is a no-op meanwhile.
+        if kind != RequestKind::Status
+            && self.merge_fence().is_some()
+            && !is_admin(&cmd.request, &[AdminCmdType::TransferLeader, AdminCmdType::CompactLog])
+        {
+            return self.hold_while_merging(ctx, cmd);
+        }
         // Commands whose epoch a pending split would invalidate wait for it (see `split`).
         let cmd = if kind == RequestKind::Write
             || (kind == RequestKind::Admin && epoch_rule(&cmd.request).check_ver)
@@ -283,10 +291,17 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.propose_entry(ctx, &req, vec![(cb, 1)]);
             }
             AdminCmdType::TransferLeader => self.propose_transfer_leader(ctx, &req, cb),
+            AdminCmdType::PrepareMerge => self.propose_prepare_merge(ctx, req, cb),
+            // Only the store's own FSMs propose these (`merge`, steps 5 and 8), with the
+            // merge state they carry; a command from outside cannot know it.
+            AdminCmdType::CommitMerge | AdminCmdType::RollbackMerge => {
+                let e = Error::InvalidRequest(
+                    "CommitMerge and RollbackMerge are proposed by the store itself".into(),
+                );
+                cb.invoke_with_error(e);
+            }
             other => {
-                // Membership and merge come with their issues.
-                let e =
-                    Error::InvalidRequest(format!("admin command {other:?} is not supported yet"));
+                let e = Error::InvalidRequest(format!("admin command {other:?} is not supported"));
                 cb.invoke_with_error(e);
             }
         }
@@ -413,6 +428,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if pending.is_some_and(|c| c.index == p.index && c.term == p.term) {
             self.leadership.epoch_change_dropped = true;
         }
+        self.on_prepare_merge_dropped(p.index);
     }
 
     pub(super) fn answer_proposals_covered_by_snapshot(&mut self, index: u64) {
@@ -428,6 +444,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
     }
+}
+
+/// Whether `req` is an admin command of one of `types`.
+fn is_admin(req: &RaftCmdRequest, types: &[AdminCmdType]) -> bool {
+    req.admin_request.as_ref().is_some_and(|a| types.iter().any(|t| *t as i32 == a.cmd_type))
 }
 
 fn missing(what: &str) -> Error {

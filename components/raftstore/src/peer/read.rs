@@ -131,10 +131,21 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Serves every read at the front of the queue whose index has been applied.
+    /// A read confirmed at or after a committed PrepareMerge is not served: the merge target
+    /// may serve the range by then (`merge`, step 2).
     pub(super) fn serve_ready_reads<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         let applied = self.applied_index().get();
+        let fence = self.merge_fence();
         while self.reads.reads.front().is_some_and(|r| r.read_index.is_some_and(|i| i <= applied)) {
             let r = self.reads.reads.pop_front().expect("front exists");
+            if fence.is_some_and(|f| r.read_index.is_some_and(|i| i >= f)) {
+                let e = Error::ReadIndexNotReady {
+                    region_id: self.region_id,
+                    reason: "the region is merging".into(),
+                };
+                r.callback.invoke_with_error(e);
+                continue;
+            }
             self.serve_read(ctx, r.request, r.callback);
         }
     }

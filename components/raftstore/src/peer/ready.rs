@@ -122,6 +122,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 // The lease starts when the term's first entry commits; the instant is
                 // taken before that entry is sent (it is sent later in this ready).
                 self.leadership.since = Some(ctx.clock.now());
+                self.on_merge_leadership();
                 // PD routes clients by the leader it knows: tell it now, not at the next
                 // periodic heartbeat (a region created by a split has no leader there yet).
                 self.heartbeat_pd(ctx);
@@ -134,6 +135,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 self.leadership.heard_from.clear();
                 let err = self.not_leader();
                 self.fail_reads(&err);
+                self.fail_merge_holds(&err);
             }
         }
     }
@@ -173,6 +175,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 ExecResult::Split(split) => self.on_ready_split(ctx, split),
                 ExecResult::CompactLog(truncated) => self.on_ready_compact_log(ctx, truncated),
                 ExecResult::ChangePeer(change) => self.on_ready_change_peer(ctx, change),
+                ExecResult::PrepareMerge { region, state } => {
+                    self.on_ready_prepare_merge(ctx, region, state)
+                }
+                ExecResult::CommitMerge { region, source } => {
+                    self.on_ready_commit_merge(ctx, region, source)
+                }
+                ExecResult::RollbackMerge { region, commit } => {
+                    self.on_ready_rollback_merge(ctx, region, commit)
+                }
             }
             if self.life.pending_remove {
                 return; // removed by the change: nothing more to apply or serve
@@ -225,7 +236,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
-    pub fn tick<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
+    pub fn tick<T: Transport>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         self.raft_group.tick();
         self.size.ticks += 1;
         // Offset by region id, so a store's regions do not all report in the same tick.
@@ -241,6 +252,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         if phase % ctx.cfg.peer_stale_state_check_ticks() == 0 {
             self.on_stale_state_check_tick(ctx);
+        }
+        if phase % ctx.cfg.merge_check_ticks() == 0 {
+            self.schedule_merge(ctx);
         }
         self.maybe_leave_joint(ctx);
     }

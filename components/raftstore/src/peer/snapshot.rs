@@ -56,7 +56,9 @@ pub(super) struct PendingSnapshotApply {
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Step 2.
     pub(super) fn maybe_schedule_snapshot_gen<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
-        if !self.raft_group.mut_store().take_gen_request() {
+        // A merging region's followers hold its log from `min_index` (compaction stops): none
+        // needs a snapshot, and one would carry the `Merging` state nowhere. Raft asks again.
+        if self.is_merging() || !self.raft_group.mut_store().take_gen_request() {
             return;
         }
         let (tx, rx) = bounded(1);

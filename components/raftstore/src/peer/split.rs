@@ -242,6 +242,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.leadership.epoch_change_dropped = false;
         self.raft_group.skip_bcast_commit(true);
         let p = self.leadership.epoch_change.take().expect("checked above");
+        if self.applied_index() < p.index {
+            // Not applied here (overwritten, or leadership lost): if it was a PrepareMerge,
+            // this peer is not merging.
+            self.on_prepare_merge_dropped(p.index);
+        }
         if !p.held.is_empty() {
             debug!(self.logger, "re-checking commands held behind a split"; "count" => p.held.len());
         }
@@ -316,7 +321,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         campaign: bool,
         applied_at: std::time::Instant,
     ) -> Result<RegionFsms<EK, ER>> {
-        let mut fsms = life::build_region(&ctx.fsm_handles(), region)?;
+        let mut fsms = life::build_region(&ctx.fsm_handles(), region, None)?;
         let peer = fsms.peer_mut();
         // The new region's first check comes soon: a big region may need several splits.
         peer.size.diff_hint = ctx.cfg.split_check_diff();

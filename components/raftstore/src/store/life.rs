@@ -25,6 +25,7 @@ use std::sync::Arc;
 use batch_system::InboxSender;
 use engine_traits::{KvEngine, RaftEngine};
 use proto::metapb;
+use proto::raft_serverpb::MergeState;
 use slog::{o, Logger};
 use util::{PeerId, RegionId, StoreId, Term};
 
@@ -70,9 +71,11 @@ impl<EK: KvEngine, ER: RaftEngine> RegionFsms<EK, ER> {
 }
 
 /// Step 1: builds the FSMs of an initialized region from its state on disk (start-up, split).
+/// `merging`: the region's merge state if it is `Merging` (start-up; `peer::merge`).
 pub(crate) fn build_region<EK: KvEngine, ER: RaftEngine>(
     h: &FsmHandles<'_, EK, ER>,
     region: &metapb::Region,
+    merging: Option<MergeState>,
 ) -> Result<RegionFsms<EK, ER>> {
     let region_id = RegionId(region.id);
     let meta = find_peer(region, h.store_id).cloned().ok_or_else(|| {
@@ -85,10 +88,19 @@ pub(crate) fn build_region<EK: KvEngine, ER: RaftEngine>(
     let storage = PeerStorage::load(h.engines.clone(), region.clone(), logger.clone())?;
     let apply_state = storage.apply_state().clone();
     let applied_term = Term(apply_state.commit_term);
-    let peer = Peer::new(h.cfg, meta, storage, logger.clone())?;
+    let mut peer = Peer::new(h.cfg, meta, storage, logger.clone())?;
+    peer.restore_merge_state(merging.clone());
     let (peer_tx, peer_rx) = h.router.inner().create_inbox();
     let (apply_tx, apply_rx) = h.apply_router.create_inbox();
-    let apply = ApplyFsm::new(peer_id, region.clone(), apply_state, applied_term, apply_rx, logger);
+    let apply = ApplyFsm::new(
+        peer_id,
+        region.clone(),
+        apply_state,
+        applied_term,
+        merging,
+        apply_rx,
+        logger,
+    );
     Ok(RegionFsms {
         region: region.clone(),
         peer: (peer_tx, Box::new(PeerFsm::new(peer, peer_rx))),
@@ -112,7 +124,7 @@ pub(crate) fn build_uninitialized<EK: KvEngine, ER: RaftEngine>(
     let (peer_tx, peer_rx) = h.router.inner().create_inbox();
     let (apply_tx, apply_rx) = h.apply_router.create_inbox();
     let apply =
-        ApplyFsm::new(peer_id, region.clone(), Default::default(), Term(0), apply_rx, logger);
+        ApplyFsm::new(peer_id, region.clone(), Default::default(), Term(0), None, apply_rx, logger);
     Ok(RegionFsms {
         region,
         peer: (peer_tx, Box::new(PeerFsm::new(peer, peer_rx))),

@@ -173,4 +173,17 @@ impl<EK: KvEngine, ER: RaftEngine> ApplyResSink for RaftRouter<EK, ER> {
     fn send_apply_destroyed(&self, region_id: RegionId) {
         let _ = self.router.force_send(region_id.get(), PeerMsg::ApplyDestroyed);
     }
+
+    fn send_catch_up_logs(
+        &self,
+        source: RegionId,
+        target: RegionId,
+        commit: u64,
+        entries: Vec<raft::eraftpb::Entry>,
+    ) {
+        let msg = PeerMsg::CatchUpLogs { target_region_id: target, commit, entries };
+        // No such peer: the target stays paused (it logged the wait). A correct store always
+        // has the source's peer while its target merges it (same stores, `peer::merge`).
+        let _ = self.router.force_send(source.get(), msg);
+    }
 }

@@ -1,7 +1,7 @@
 //! `StoreSystem`: the two batch systems of a store (raft and apply), their start-up from the
 //! engines, the one timer thread (`store::ticker`), and shutdown.
 //!
-//! Start-up order: load every region in state `Normal` from the KV engine's `raft` CF, build
+//! Start-up order: load every region in state `Normal`, `Applying` or `Merging` from the KV engine's `raft` CF, build
 //! its `PeerFsm` and `ApplyFsm`, register both, then start the apply pollers, the split
 //! checker, the raft log GC worker, the ticker (the pollers need its scheduling handle) and
 //! finally the raft pollers.
@@ -148,8 +148,10 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
         };
         let mut fsms = Vec::with_capacity(regions.len());
         for state in regions {
+            let merging = (state.state == PeerState::Merging as i32)
+                .then(|| state.merge_state.clone().unwrap_or_default());
             let region = state.region.expect("checked by load_regions");
-            fsms.push(life::build_region(&handles, &region)?);
+            fsms.push(life::build_region(&handles, &region, merging)?);
         }
         info!(self.logger, "loaded regions"; "count" => fsms.len(), "store_id" => store_id);
         life::register_regions(&handles, &mut store_meta.lock(), fsms);
@@ -282,7 +284,8 @@ fn applying_snapshot_key<EK: KvEngine>(kv: &EK, region: &metapb::Region) -> Resu
     Ok(SnapKey { region_id, term: Term(t.term), index: LogIndex(t.index) })
 }
 
-/// Every region of this store in state `Normal` or `Applying`, in region id order.
+/// Every region of this store in state `Normal`, `Applying` or `Merging` (a merge source
+/// resumes its merge, `peer::merge`), in region id order.
 fn load_regions<EK: KvEngine>(kv: &EK, logger: &Logger) -> Result<Vec<RegionLocalState>> {
     let lower = vec![keys::LOCAL_PREFIX, keys::REGION_META_PREFIX];
     let upper = vec![keys::LOCAL_PREFIX, keys::REGION_META_PREFIX + 1];
@@ -300,6 +303,14 @@ fn load_regions<EK: KvEngine>(kv: &EK, logger: &Logger) -> Result<Vec<RegionLoca
             })?;
             match PeerState::try_from(state.state) {
                 Ok(PeerState::Normal | PeerState::Applying) if state.region.is_some() => {
+                    out.push(state)
+                }
+                Ok(PeerState::Merging) if state.region.is_some() => {
+                    if state.merge_state.as_ref().is_none_or(|m| m.target.is_none()) {
+                        return Err(Error::Engine(engine_traits::Error::Corrupted {
+                            what: format!("region {region_id} is merging without a target"),
+                        }));
+                    }
                     out.push(state)
                 }
                 Ok(PeerState::Tombstone) => {}
