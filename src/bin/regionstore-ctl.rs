@@ -134,6 +134,28 @@ enum RegionCmd {
         #[arg(long)]
         key: String,
     },
+    /// Merge two adjacent regions through PD's merge-region operator: `--source S --target T`,
+    /// or `--key K` for the region holding K (the source) and its right neighbour (the target).
+    /// PD first moves the source's peers to the target's stores if they differ. Waits for the
+    /// merge to end and fails unless it succeeds.
+    Merge {
+        /// The region that goes away: its range joins the target's.
+        #[arg(long, requires = "target", required_unless_present = "key")]
+        source: Option<u64>,
+        /// The region that absorbs the source (adjacent to it, on either side).
+        #[arg(long, requires = "source")]
+        target: Option<u64>,
+        /// Merge the region holding this key into its right neighbour.
+        #[arg(long, conflicts_with_all = ["source", "target"])]
+        key: Option<String>,
+        /// The key is hex (for binary keys).
+        #[arg(long, requires = "key", conflicts_with_all = ["source", "target"])]
+        hex: bool,
+        /// How long to wait for the merge to end, in seconds (PD gives the merge itself 60 s,
+        /// plus the time to move peers first).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Split a region at one or more keys (sorted, in one region, not its start key).
     Split {
         /// A split key; repeat for several.
@@ -317,14 +339,14 @@ fn operator_row(op: &serde_json::Value) -> String {
 
 const OPERATOR_HEADER: &str = "REGION   KIND             STATUS     STEP   DETAIL";
 
-/// Creates an operator and, with `--wait`, follows it to its end.
+/// Creates an operator and, with `--wait`, follows it to its end (a merge by its source).
 fn run_operator(
     pd: &str,
     json_out: bool,
     body: serde_json::Value,
     wait: &WaitArgs,
 ) -> anyhow::Result<()> {
-    let region = body["region_id"].as_u64().unwrap_or(0);
+    let region = body["region_id"].as_u64().or(body["source_region_id"].as_u64()).unwrap_or(0);
     let created = http_request(pd, "POST", "/pd/api/v1/operators", Some(&body.to_string()))?;
     let mut op: serde_json::Value =
         serde_json::from_str(&created).context("PD answered the operator with bad JSON")?;
@@ -356,11 +378,62 @@ fn run_operator(
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let pd_http = args.pd.first().map_or("127.0.0.1:2379", String::as_str);
     if let Cmd::Operator { cmd } = &args.cmd {
         // PD's HTTP API alone: no gRPC connection needed.
-        return operator(args.pd.first().map_or("127.0.0.1:2379", String::as_str), args.json, cmd);
+        return operator(pd_http, args.json, cmd);
+    }
+    if let Cmd::Region { cmd: RegionCmd::Merge { source, target, key, hex, timeout } } = &args.cmd {
+        let (source, target) = match (source, target, key) {
+            (Some(s), Some(t), _) => (*s, *t),
+            (_, _, Some(key)) => {
+                let key = if *hex { parse_hex(key)? } else { key.as_bytes().to_vec() };
+                region_and_right_neighbour(&args.pd, &key).await?
+            }
+            _ => bail!("give --source and --target, or --key"),
+        };
+        return merge(pd_http, args.json, source, target, *timeout);
     }
     run_data(args).await
+}
+
+/// The region holding `key` and the one right after it, from PD.
+async fn region_and_right_neighbour(pd: &[String], key: &[u8]) -> anyhow::Result<(u64, u64)> {
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let pd = pd_client::PdClient::connect(pd.to_vec(), Duration::from_secs(5), logger)
+        .await
+        .with_context(|| format!("cannot reach PD at {pd:?}"))?;
+    let Some(r) = pd.get_region(key).await? else {
+        bail!("no region holds {:?} (PD is between a split and its report: retry)", show(key))
+    };
+    if r.region.end_key.is_empty() {
+        bail!(
+            "region {} holding {:?} is the last region: it has no right neighbour",
+            r.region.id,
+            show(key)
+        );
+    }
+    match pd.get_region(&r.region.end_key).await? {
+        Some(next) if next.region.start_key == r.region.end_key => {
+            Ok((r.region.id, next.region.id))
+        }
+        _ => bail!(
+            "PD knows no region starting at {:?}, the end of region {} (retry)",
+            show(&r.region.end_key),
+            r.region.id
+        ),
+    }
+}
+
+/// `region merge`: creates the merge-region operator and waits for its end.
+fn merge(pd: &str, json_out: bool, source: u64, target: u64, timeout: u64) -> anyhow::Result<()> {
+    let body =
+        json!({"name": "merge-region", "source_region_id": source, "target_region_id": target});
+    run_operator(pd, json_out, body, &WaitArgs { wait: true, timeout })?;
+    if !json_out {
+        println!("region {source} merged into region {target}");
+    }
+    Ok(())
 }
 
 fn operator(pd: &str, json_out: bool, cmd: &OperatorCmd) -> anyhow::Result<()> {
@@ -578,7 +651,9 @@ async fn run_data(args: Args) -> anyhow::Result<()> {
                 println!("(split into {} regions)", regions.len());
             }
         }
-        Cmd::Operator { .. } => unreachable!("handled by `run` without a PD connection"),
+        Cmd::Operator { .. } | Cmd::Region { cmd: RegionCmd::Merge { .. } } => {
+            unreachable!("handled by `run`")
+        }
         Cmd::Cluster { cmd: ClusterCmd::Status } => {
             let bootstrapped = pd.is_bootstrapped().await?;
             let stores = pd.get_all_stores().await?;
@@ -602,4 +677,48 @@ async fn run_data(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from([&["regionstore-ctl"], args].concat())
+    }
+
+    fn merge_args(args: &[&str]) -> (Option<u64>, Option<u64>, Option<String>, bool, u64) {
+        match parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}")).cmd {
+            Cmd::Region { cmd: RegionCmd::Merge { source, target, key, hex, timeout } } => {
+                (source, target, key, hex, timeout)
+            }
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn region_merge_takes_ids_or_a_key() {
+        assert_eq!(
+            merge_args(&["region", "merge", "--source", "5", "--target", "6"]),
+            (Some(5), Some(6), None, false, 600)
+        );
+        assert_eq!(
+            merge_args(&["region", "merge", "--key", "k", "--timeout", "90"]),
+            (None, None, Some("k".into()), false, 90)
+        );
+        assert_eq!(
+            merge_args(&["region", "merge", "--key", "6b", "--hex"]),
+            (None, None, Some("6b".into()), true, 600)
+        );
+        for bad in [
+            &["region", "merge"][..],
+            &["region", "merge", "--source", "5"],
+            &["region", "merge", "--target", "6"],
+            &["region", "merge", "--source", "5", "--target", "6", "--key", "k"],
+            &["region", "merge", "--source", "5", "--target", "6", "--hex"],
+            &["region", "merge", "--source", "x", "--target", "6"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
 }

@@ -4,25 +4,30 @@
 //! Invariants:
 //! 1. Persist, then change memory (see `storage.rs`): every mutation builds one `MetaBatch`,
 //!    commits it synced, and only then updates the in-memory state, under the same lock.
-//! 2. Lock order: `meta` before `ids` and before `operators`; `tso` is taken alone; nothing is
-//!    taken while `operators` is held. No lock is held across an await (there are none here:
-//!    this module is synchronous).
+//! 2. Lock order: `checker` before `meta` before `ids` and before `operators`; `tso` is taken
+//!    alone; nothing is taken while `operators` is held. No lock is held across an await (there
+//!    are none here: this module is synchronous).
 //! 3. Bootstrap happens once: the `bootstrapped` key is written in the same batch as the first
 //!    region, so a crash leaves either both or neither.
 //! 4. Once bootstrapped, the regions in the tree cover the key space except for the short gaps
 //!    of invariant 3 in `region_tree.rs`.
+//! 5. Operators are created through one path, [`Cluster::add_operator`], whether a user asks
+//!    (HTTP API) or the merge checker does; it re-checks everything against the current state.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use proto::{metapb, pdpb};
 use slog::{debug, info, Logger};
 
+use crate::config::ScheduleConfig;
 use crate::error::{Error, RpcError};
 use crate::id::{IdAllocator, ALLOC_COUNT_MAX};
-use crate::operator::{self, Operator, PlanError, StoreView};
-use crate::region_tree::{RegionInfo, RegionTree};
+use crate::merge_checker::{MergeChecker, MergeContext};
+use crate::operator::{self, Kind, Operator, PlanError, Registry, StoreView};
+use crate::region_tree::{epoch_key, RegionInfo, RegionStats, RegionTree};
+use crate::splits::SplitTracker;
 use crate::storage::MetaStore;
 use crate::tso::{Tso, TSO_COUNT_MAX};
 
@@ -42,11 +47,13 @@ pub struct StoreInfo {
     pub last_heartbeat_unix_ms: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ClusterMeta {
     bootstrapped: bool,
     stores: BTreeMap<u64, StoreInfo>,
     regions: RegionTree,
+    /// Soft state, fed by the split RPCs and region updates.
+    splits: SplitTracker,
     gc_safe_point: u64,
 }
 
@@ -55,47 +62,14 @@ struct ClusterMeta {
 pub struct Cluster {
     cluster_id: u64,
     max_replicas: usize,
+    schedule: ScheduleConfig,
     store: MetaStore,
     meta: RwLock<ClusterMeta>,
     ids: Mutex<IdAllocator>,
     tso: Mutex<Tso>,
-    operators: Mutex<Operators>,
+    operators: Mutex<Registry>,
+    checker: Mutex<MergeChecker>,
     logger: Logger,
-}
-
-/// The operators PD runs (soft state, see `operator.rs`).
-#[derive(Debug, Default)]
-struct Operators {
-    /// At most one per region.
-    running: HashMap<u64, Operator>,
-    /// Finished ones, oldest first, at most [`operator::HISTORY_MAX`].
-    history: VecDeque<Operator>,
-}
-
-impl Operators {
-    /// Moves the operators that timed out to the history.
-    fn check_timeouts(&mut self, now_ms: u64) {
-        let expired: Vec<u64> = self
-            .running
-            .values_mut()
-            .filter_map(|op| {
-                op.check_timeout(now_ms);
-                (!op.is_running()).then_some(op.region_id)
-            })
-            .collect();
-        for id in expired {
-            self.retire(id);
-        }
-    }
-
-    fn retire(&mut self, region_id: u64) {
-        if let Some(op) = self.running.remove(&region_id) {
-            if self.history.len() == operator::HISTORY_MAX {
-                self.history.pop_front();
-            }
-            self.history.push_back(op);
-        }
-    }
 }
 
 pub fn unix_ms() -> u64 {
@@ -110,7 +84,12 @@ pub fn leader_or_first(info: &RegionInfo) -> Option<metapb::Peer> {
 
 impl Cluster {
     /// Loads everything from `store`, creating the cluster id on first start.
-    pub fn load(store: MetaStore, max_replicas: usize, logger: Logger) -> Result<Cluster, Error> {
+    pub fn load(
+        store: MetaStore,
+        max_replicas: usize,
+        schedule: ScheduleConfig,
+        logger: Logger,
+    ) -> Result<Cluster, Error> {
         let cluster_id = match store.cluster_id()? {
             Some(id) => id,
             None => {
@@ -125,8 +104,10 @@ impl Cluster {
         };
         let mut meta = ClusterMeta {
             bootstrapped: store.bootstrapped()?,
+            stores: BTreeMap::new(),
+            regions: RegionTree::default(),
+            splits: SplitTracker::new(unix_ms()),
             gc_safe_point: store.gc_safe_point()?,
-            ..ClusterMeta::default()
         };
         for s in store.stores()? {
             let info = StoreInfo { meta: s, stats: None, last_heartbeat_unix_ms: 0 };
@@ -156,11 +137,13 @@ impl Cluster {
         Ok(Cluster {
             cluster_id,
             max_replicas,
+            schedule,
             store,
             meta: RwLock::new(meta),
             ids: Mutex::new(ids),
             tso: Mutex::new(tso),
-            operators: Mutex::new(Operators::default()),
+            operators: Mutex::new(Registry::default()),
+            checker: Mutex::new(MergeChecker::default()),
             logger,
         })
     }
@@ -401,37 +384,48 @@ impl Cluster {
             region,
             leader: req.leader,
             term: req.term,
-            approximate_size: req.approximate_size,
-            approximate_keys: req.approximate_keys,
+            stats: Some(RegionStats {
+                approximate_size: req.approximate_size,
+                approximate_keys: req.approximate_keys,
+            }),
             pending_peers: req.pending_peers,
         };
         let info = self.update_region(info)?;
         Ok(info.and_then(|info| self.pending_operator(&info)))
     }
 
-    /// The command of the operator running for this region, if any (`operator.rs`, step 2).
-    /// Only a heartbeat from the leader PD knows drives it: a deposed leader's late heartbeat
-    /// would show an older configuration.
+    /// The command of the operator locking this region, if any (`operator.rs`, step 2; a
+    /// merge's target heartbeats drive its operator too). Only a heartbeat from the leader PD
+    /// knows drives it: a deposed leader's late heartbeat would show an older configuration.
     fn pending_operator(&self, info: &RegionInfo) -> Option<pdpb::RegionHeartbeatResponse> {
-        let mut ops = self.operators.lock();
-        let op = ops.running.get_mut(&info.region.id)?;
-        let now = unix_ms();
-        let resp = op.on_heartbeat(info, now);
-        if !op.is_running() {
-            info!(self.logger, "operator finished";
-                "region_id" => op.region_id, "kind" => op.kind.name(), "status" => ?op.status);
-            ops.retire(info.region.id);
+        let dispatch = self.operators.lock().on_heartbeat(info, unix_ms());
+        if let Some(op) = &dispatch.finished {
+            self.log_finished(op);
         }
-        resp
+        dispatch.command
     }
 
-    /// Creates an operator (`operator.rs`, step 1).
+    fn log_finished(&self, op: &Operator) {
+        info!(self.logger, "operator finished";
+            "region_id" => op.region_id, "target_region_id" => op.target_region_id(),
+            "kind" => op.kind.name(), "status" => ?op.status);
+    }
+
+    fn check_operator_timeouts(&self, ops: &mut Registry, now_ms: u64) {
+        for op in ops.check_timeouts(now_ms) {
+            self.log_finished(&op);
+        }
+    }
+
+    /// Creates an operator (`operator.rs`, step 1; invariant 5).
     pub fn add_operator(&self, req: operator::Request) -> Result<Operator, RpcError> {
+        self.add_operator_at(req, unix_ms())
+    }
+
+    fn add_operator_at(&self, req: operator::Request, now: u64) -> Result<Operator, RpcError> {
         let meta = self.read_regions()?;
         let region =
             meta.regions.get(req.region_id).ok_or(RpcError::RegionNotFound(req.region_id))?;
-        // Allocated before the checks: an id wasted on a refused request costs nothing.
-        let new_peer_id = if req.kind.adds_a_peer() { self.alloc_ids(1)? } else { 0 };
         let store = |id: u64| {
             meta.stores.get(&id).map(|s| StoreView {
                 state: metapb::StoreState::try_from(s.meta.state)
@@ -439,58 +433,117 @@ impl Cluster {
                 last_heartbeat_unix_ms: s.last_heartbeat_unix_ms,
             })
         };
-        let now = unix_ms();
-        let op = operator::plan(&req, region, store, self.max_replicas, now, new_peer_id)?;
+        let op = match req.kind {
+            Kind::MergeRegion => {
+                let target_id = req
+                    .target_region_id
+                    .ok_or(PlanError::Missing { kind: req.kind.name(), what: "a target region" })?;
+                if target_id == req.region_id {
+                    return Err(PlanError::SameRegion(target_id).into());
+                }
+                let target =
+                    meta.regions.get(target_id).ok_or(RpcError::RegionNotFound(target_id))?;
+                for id in [req.region_id, target_id] {
+                    if let Some(since_ms) = meta.splits.in_split_ms(id, now) {
+                        return Err(PlanError::InSplit { region: id, since_ms }.into());
+                    }
+                }
+                // Allocated before the remaining checks: ids wasted on a refusal cost nothing.
+                let needed = operator::merge::new_peers_needed(&region.region, &target.region);
+                let first = if needed > 0 { self.alloc_ids(needed as u64)? } else { 0 };
+                let ids: Vec<u64> = (first..first + needed as u64).collect();
+                operator::plan_merge(region, target, store, now, &ids)?
+            }
+            Kind::AddPeer | Kind::RemovePeer | Kind::TransferLeader | Kind::TransferPeer => {
+                let new_peer_id = if req.kind.adds_a_peer() { self.alloc_ids(1)? } else { 0 };
+                operator::plan(&req, region, store, self.max_replicas, now, new_peer_id)?
+            }
+        };
         let mut ops = self.operators.lock();
-        ops.check_timeouts(now);
-        if let Some(running) = ops.running.get(&req.region_id) {
-            let kind = running.kind.name();
-            return Err(PlanError::Busy { region: req.region_id, kind }.into());
+        self.check_operator_timeouts(&mut ops, now);
+        for id in [Some(op.region_id), op.target_region_id()].into_iter().flatten() {
+            if let Some(running) = ops.busy(id) {
+                return Err(PlanError::Busy { region: id, kind: running.kind.name() }.into());
+            }
         }
         info!(self.logger, "operator created";
-            "region_id" => req.region_id, "kind" => req.kind.name(),
+            "region_id" => op.region_id, "target_region_id" => op.target_region_id(),
+            "kind" => op.kind.name(),
             "steps" => ?op.steps.iter().map(ToString::to_string).collect::<Vec<_>>());
-        ops.running.insert(req.region_id, op.clone());
+        ops.insert(op.clone());
         Ok(op)
     }
 
-    /// Cancels the operator running for a region; answers it.
+    /// Cancels the operator locking a region (a merge by either of its regions); answers it.
     pub fn cancel_operator(&self, region_id: u64) -> Result<Operator, RpcError> {
         let mut ops = self.operators.lock();
         let now = unix_ms();
-        ops.check_timeouts(now);
-        let op = ops.running.get_mut(&region_id).ok_or(RpcError::NoOperator(region_id))?;
-        op.cancel(now);
-        let op = op.clone();
-        ops.retire(region_id);
-        info!(self.logger, "operator canceled"; "region_id" => region_id, "kind" => op.kind.name());
+        self.check_operator_timeouts(&mut ops, now);
+        let op = ops.cancel(region_id, now).ok_or(RpcError::NoOperator(region_id))?;
+        info!(self.logger, "operator canceled"; "region_id" => op.region_id, "kind" => op.kind.name());
         Ok(op)
     }
 
     /// The running operators, by region id.
     pub fn operators(&self) -> Vec<Operator> {
         let mut ops = self.operators.lock();
-        ops.check_timeouts(unix_ms());
-        let mut list: Vec<Operator> = ops.running.values().cloned().collect();
-        list.sort_by_key(|op| op.region_id);
-        list
+        self.check_operator_timeouts(&mut ops, unix_ms());
+        ops.running()
     }
 
     /// Finished operators, oldest first.
     pub fn operator_records(&self) -> Vec<Operator> {
         let mut ops = self.operators.lock();
-        ops.check_timeouts(unix_ms());
-        ops.history.iter().cloned().collect()
+        self.check_operator_timeouts(&mut ops, unix_ms());
+        ops.history()
     }
 
-    /// The running operator of a region, else its latest finished one.
+    /// The operator locking a region, else the latest finished one that involved it.
     pub fn operator(&self, region_id: u64) -> Option<Operator> {
         let mut ops = self.operators.lock();
-        ops.check_timeouts(unix_ms());
-        ops.running
-            .get(&region_id)
-            .or_else(|| ops.history.iter().rev().find(|op| op.region_id == region_id))
-            .cloned()
+        self.check_operator_timeouts(&mut ops, unix_ms());
+        ops.get(region_id)
+    }
+
+    /// One round of the merge checker (`merge_checker.rs`), run every
+    /// [`MERGE_CHECK_INTERVAL`](crate::merge_checker::MERGE_CHECK_INTERVAL): proposes merges
+    /// of small neighbours and creates them through [`Cluster::add_operator`] (invariant 5).
+    pub fn merge_check(&self, now_ms: u64) {
+        let interval_ms = self.schedule.split_merge_interval.as_millis();
+        let pairs = {
+            let mut checker = self.checker.lock();
+            let mut meta = self.meta.write();
+            meta.splits.prune(interval_ms, now_ms);
+            if !meta.bootstrapped {
+                return;
+            }
+            let mut ops = self.operators.lock();
+            self.check_operator_timeouts(&mut ops, now_ms);
+            let cx = MergeContext {
+                cfg: &self.schedule,
+                max_replicas: self.max_replicas,
+                splits: &meta.splits,
+                busy: &|id| ops.busy(id).is_some(),
+                running_merges: ops.count(Kind::MergeRegion),
+                now_ms,
+            };
+            checker.check(&meta.regions, &cx)
+        };
+        for (source, target) in pairs {
+            let req = operator::Request {
+                kind: Kind::MergeRegion,
+                region_id: source,
+                target_region_id: Some(target),
+                from_store: None,
+                to_store: None,
+            };
+            match self.add_operator_at(req, now_ms) {
+                Ok(_) => info!(self.logger, "merge checker merges a small region";
+                    "region_id" => source, "target_region_id" => target),
+                Err(e) => debug!(self.logger, "merge checker's merge refused";
+                    "region_id" => source, "target_region_id" => target, "err" => %e),
+            }
+        }
     }
 
     /// Persists and applies one region update; `Ok(None)` when it was stale.
@@ -500,6 +553,11 @@ impl Cluster {
             return Err(RpcError::NotBootstrapped);
         }
         let region_id = info.region.id;
+        let split_seen = match meta.regions.get(region_id) {
+            None => true,
+            Some(old) => shrank(&old.region, &info.region),
+        };
+        let version = epoch_key(&info.region).0;
         let plan = match meta.regions.plan(info) {
             Ok(plan) => plan,
             Err(stale) => {
@@ -521,6 +579,7 @@ impl Cluster {
         }
         let info = plan.info.clone();
         meta.regions.apply(plan);
+        meta.splits.on_region_update(region_id, version, split_seen, unix_ms());
         Ok(Some(info))
     }
 
@@ -586,6 +645,9 @@ impl Cluster {
         if self.read_regions()?.regions.get(region.id).is_none() {
             return Err(RpcError::RegionNotFound(region.id));
         }
+        // Recorded before answering: from now a merge of this region is refused.
+        let version = epoch_key(&region).0;
+        self.meta.write().splits.on_ask(region.id, version, unix_ms());
         let per_split = 1 + region.peers.len() as u64;
         let total = per_split * u64::from(split_count);
         let mut next = self.alloc_ids(total)?;
@@ -614,11 +676,13 @@ impl Cluster {
                 .filter_map(|r| meta.regions.get(r.id))
                 .find_map(|info| info.leader.as_ref().map(|l| l.store_id))
         };
+        let ids: Vec<u64> = regions.iter().map(|r| r.id).collect();
         for region in regions {
             let leader =
                 leader_store.and_then(|s| region.peers.iter().find(|p| p.store_id == s).cloned());
             self.update_region(RegionInfo { region, leader, ..RegionInfo::default() })?;
         }
+        self.meta.write().splits.on_report(ids, unix_ms());
         Ok(())
     }
 
@@ -649,6 +713,16 @@ impl Cluster {
             RpcError::Storage(e)
         })
     }
+}
+
+/// Whether `new` is `old` after a split: a higher version and a range that lost keys.
+fn shrank(old: &metapb::Region, new: &metapb::Region) -> bool {
+    let lost_end = match (old.end_key.is_empty(), new.end_key.is_empty()) {
+        (true, false) => true,
+        (false, false) => new.end_key < old.end_key,
+        (_, true) => false,
+    };
+    epoch_key(new).0 > epoch_key(old).0 && (new.start_key > old.start_key || lost_end)
 }
 
 fn check_store(store: &metapb::Store) -> Result<(), RpcError> {

@@ -7,12 +7,22 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use util::config::ConfigError;
+use util::config::{ConfigError, ReadableDuration};
 use util::logger::LogConfig;
 
 /// Upper bound of `replication.max-replicas`: a raft group of more voters than this is a
 /// misconfiguration, not a deployment.
 pub const MAX_REPLICAS_MAX: usize = 9;
+
+/// Upper bound of `schedule.merge-schedule-limit`.
+pub const MERGE_SCHEDULE_LIMIT_MAX: u64 = 1024;
+
+/// Upper bound of `schedule.max-merge-region-size` in MiB (1 TiB): far above any region, and
+/// low enough that sizes in bytes never overflow.
+pub const MAX_MERGE_REGION_SIZE_MAX: u64 = 1024 * 1024;
+
+/// Keys per MiB when `max-merge-region-keys` is 0 (PD's derivation).
+pub const MERGE_KEYS_PER_MIB: u64 = 10_000;
 
 /// The contents of a regionstore-pd config file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +38,7 @@ pub struct PdConfig {
     pub data_dir: PathBuf,
     pub log: LogConfig,
     pub replication: ReplicationConfig,
+    pub schedule: ScheduleConfig,
 }
 
 impl Default for PdConfig {
@@ -39,6 +50,7 @@ impl Default for PdConfig {
             data_dir: PathBuf::from("./pd-data"),
             log: LogConfig::default(),
             replication: ReplicationConfig::default(),
+            schedule: ScheduleConfig::default(),
         }
     }
 }
@@ -55,6 +67,84 @@ pub struct ReplicationConfig {
 impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig { max_replicas: 3 }
+    }
+}
+
+/// What PD schedules by itself: today, the merge of small neighbours (`merge_checker.rs`).
+/// Keys and units are PD's own, so a TiKV PD config section carries over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// A region is merged into a neighbour only while its approximate size is below this many
+    /// MiB (PD's unit). 0 turns automatic merge off. Issue #14 asks for 20, the value PD had
+    /// before tikv#17309 raised it to 54.
+    pub max_merge_region_size: u64,
+    /// ... and while it holds fewer keys than this. 0 means `max-merge-region-size` × 10 000,
+    /// PD's derivation.
+    pub max_merge_region_keys: u64,
+    /// A region that took part in a split (either side) is not merged for this long. PD's start
+    /// counts as a split of every region: nothing merges in the first interval after a start.
+    pub split_merge_interval: ReadableDuration,
+    /// Most merge operators running at once (manual ones included); 0 turns automatic merge off.
+    pub merge_schedule_limit: u64,
+    /// Merge only into the right neighbour, never the left one.
+    pub enable_one_way_merge: bool,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            max_merge_region_size: 20,
+            max_merge_region_keys: 200_000,
+            split_merge_interval: ReadableDuration::minutes(60),
+            merge_schedule_limit: 8,
+            enable_one_way_merge: false,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_merge_region_size > MAX_MERGE_REGION_SIZE_MAX {
+            return Err(ConfigError::invalid(
+                "max-merge-region-size",
+                format!(
+                    "must be at most {MAX_MERGE_REGION_SIZE_MAX} (MiB), got {}",
+                    self.max_merge_region_size
+                ),
+            ));
+        }
+        if self.max_merge_region_keys > u64::MAX / 4 {
+            return Err(ConfigError::invalid("max-merge-region-keys", "is absurdly large"));
+        }
+        if self.merge_schedule_limit > MERGE_SCHEDULE_LIMIT_MAX {
+            return Err(ConfigError::invalid(
+                "merge-schedule-limit",
+                format!(
+                    "must be at most {MERGE_SCHEDULE_LIMIT_MAX}, got {}",
+                    self.merge_schedule_limit
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `max-merge-region-size` in bytes.
+    pub fn max_merge_region_size_bytes(&self) -> u64 {
+        self.max_merge_region_size * 1024 * 1024
+    }
+
+    /// `max-merge-region-keys`, with 0 resolved to PD's derivation.
+    pub fn max_merge_region_keys_effective(&self) -> u64 {
+        match self.max_merge_region_keys {
+            0 => self.max_merge_region_size * MERGE_KEYS_PER_MIB,
+            keys => keys,
+        }
+    }
+
+    /// Whether the merge checker may create operators at all.
+    pub fn auto_merge_enabled(&self) -> bool {
+        self.max_merge_region_size > 0 && self.merge_schedule_limit > 0
     }
 }
 
@@ -119,6 +209,7 @@ impl PdConfig {
         }
         self.log.validate().map_err(|e| e.in_section("log"))?;
         self.replication.validate().map_err(|e| e.in_section("replication"))?;
+        self.schedule.validate().map_err(|e| e.in_section("schedule"))?;
         Ok(())
     }
 
@@ -174,6 +265,30 @@ mod tests {
         cfg.apply(&Overrides { addr: Some("nowhere".to_owned()), ..Overrides::default() });
         let err = cfg.validate().unwrap_err().to_string();
         assert!(err.contains("`addr`") && err.contains("nowhere"), "{err}");
+    }
+
+    #[test]
+    fn schedule_options_parse_with_pd_names_and_are_bounded() {
+        let cfg: PdConfig = toml::from_str(
+            "[schedule]\nmax-merge-region-size = 1\nmax-merge-region-keys = 0\n\
+             split-merge-interval = \"2s\"\nmerge-schedule-limit = 3\nenable-one-way-merge = true",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let s = &cfg.schedule;
+        assert_eq!(s.max_merge_region_size_bytes(), 1024 * 1024);
+        assert_eq!(s.max_merge_region_keys_effective(), MERGE_KEYS_PER_MIB, "0 keys is derived");
+        assert_eq!(s.split_merge_interval, ReadableDuration::secs(2));
+        assert!(s.enable_one_way_merge && s.auto_merge_enabled());
+
+        let mut cfg = PdConfig::default();
+        assert_eq!(cfg.schedule.max_merge_region_keys_effective(), 200_000);
+        cfg.schedule.merge_schedule_limit = MERGE_SCHEDULE_LIMIT_MAX + 1;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("schedule.merge-schedule-limit"), "{err}");
+        cfg.schedule.merge_schedule_limit = 0;
+        cfg.validate().unwrap();
+        assert!(!cfg.schedule.auto_merge_enabled());
     }
 
     #[test]

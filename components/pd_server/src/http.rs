@@ -7,19 +7,26 @@
 //! | `GET /pd/api/v1/stores` | `{"count": N, "stores": [...]}` |
 //! | `GET /pd/api/v1/operators` | `{"count": N, "operators": [...]}`, the running ones |
 //! | `GET /pd/api/v1/operators/records` | the same for finished ones, oldest first |
-//! | `GET /pd/api/v1/operators/{region_id}` | the region's running operator, else its last one |
+//! | `GET /pd/api/v1/operators/{region_id}` | the operator locking the region, else its last one |
 //! | `POST /pd/api/v1/operators` | creates one (PD's body, below); answers it |
-//! | `DELETE /pd/api/v1/operators/{region_id}` | cancels the region's running operator |
+//! | `DELETE /pd/api/v1/operators/{region_id}` | cancels the operator locking the region |
 //! | another gRPC path | gRPC status UNIMPLEMENTED |
 //! | anything else | 404 (405 for another method on a known path) |
 //!
 //! Operator bodies, as PD's API takes them: `{"name": "add-peer", "region_id": R, "store_id":
 //! S}`, `{"name": "remove-peer", "region_id": R, "store_id": S}`, `{"name": "transfer-leader",
 //! "region_id": R, "to_store_id": S}`, `{"name": "transfer-peer", "region_id": R,
-//! "from_store_id": S1, "to_store_id": S2}`. Bodies above [`BODY_BYTES_MAX`] are refused (413).
+//! "from_store_id": S1, "to_store_id": S2}`, `{"name": "merge-region", "source_region_id": S,
+//! "target_region_id": T}`. Bodies above [`BODY_BYTES_MAX`] are refused (413).
+//!
+//! An operator answers as `{"region_id", "target_region_id" (a merge's target, else null),
+//! "kind", "status" (running, success, timeout, canceled), "reason", "steps", "current_step",
+//! "created_unix_ms", "finished_unix_ms"}`. A merge is listed once, under its source; both
+//! its regions find it by id.
 //!
 //! Refusals answer a one-line text reason with 400 (bad request), 404 (unknown region, store
-//! or operator), 409 (an operator already runs), 503 (not bootstrapped) or 500 (PD's storage).
+//! or operator), 409 (an operator already runs, or a region is being split: retry later), 503
+//! (not bootstrapped) or 500 (PD's storage).
 //!
 //! Answers are built from a snapshot of the state taken under the read lock; they list every
 //! region, so their size grows with the cluster (fine for tests and small clusters; paging
@@ -135,7 +142,9 @@ async fn route(cluster: &Cluster, req: Request<Body>) -> Response<Body> {
 #[serde(deny_unknown_fields)]
 struct OperatorBody {
     name: String,
-    region_id: u64,
+    region_id: Option<u64>,
+    source_region_id: Option<u64>,
+    target_region_id: Option<u64>,
     store_id: Option<u64>,
     from_store_id: Option<u64>,
     to_store_id: Option<u64>,
@@ -159,7 +168,8 @@ async fn create_operator(cluster: &Cluster, body: Body) -> Result<Response<Body>
         return Err(text(
             StatusCode::BAD_REQUEST,
             format!(
-                "unknown operator {:?}: add-peer, remove-peer, transfer-leader or transfer-peer\n",
+                "unknown operator {:?}: add-peer, remove-peer, transfer-leader, transfer-peer or \
+                 merge-region\n",
                 body.name
             ),
         ));
@@ -169,8 +179,28 @@ async fn create_operator(cluster: &Cluster, body: Body) -> Result<Response<Body>
         operator::Kind::RemovePeer => (body.store_id.or(body.from_store_id), None),
         operator::Kind::TransferLeader => (None, body.to_store_id.or(body.store_id)),
         operator::Kind::TransferPeer => (body.from_store_id, body.to_store_id),
+        operator::Kind::MergeRegion => (None, None),
     };
-    let req = operator::Request { kind, region_id: body.region_id, from_store, to_store };
+    let (region_id, missing) = match kind {
+        operator::Kind::MergeRegion => {
+            (body.source_region_id.or(body.region_id), "source_region_id and target_region_id")
+        }
+        operator::Kind::AddPeer
+        | operator::Kind::RemovePeer
+        | operator::Kind::TransferLeader
+        | operator::Kind::TransferPeer => (body.region_id, "region_id"),
+    };
+    let target_missing = kind == operator::Kind::MergeRegion && body.target_region_id.is_none();
+    let Some(region_id) = region_id.filter(|_| !target_missing) else {
+        return Err(text(StatusCode::BAD_REQUEST, format!("{} needs {missing}\n", kind.name())));
+    };
+    let req = operator::Request {
+        kind,
+        region_id,
+        from_store,
+        to_store,
+        target_region_id: body.target_region_id.filter(|_| kind == operator::Kind::MergeRegion),
+    };
     cluster.add_operator(req).map(|op| json(to_json(&operator_json(&op)))).map_err(|e| refusal(&e))
 }
 
@@ -181,7 +211,9 @@ fn refusal(e: &RpcError) -> Response<Body> {
         | RpcError::StoreNotFound(_)
         | RpcError::NoOperator(_)
         | RpcError::Operator(PlanError::StoreNotFound(_)) => StatusCode::NOT_FOUND,
-        RpcError::Operator(PlanError::Busy { .. }) => StatusCode::CONFLICT,
+        RpcError::Operator(PlanError::Busy { .. } | PlanError::InSplit { .. }) => {
+            StatusCode::CONFLICT
+        }
         RpcError::NotBootstrapped => StatusCode::SERVICE_UNAVAILABLE,
         RpcError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         RpcError::Operator(_)
@@ -263,6 +295,8 @@ struct StoresJson {
 #[derive(Serialize)]
 struct OperatorJson {
     region_id: u64,
+    /// A merge's target region (locked by the operator too).
+    target_region_id: Option<u64>,
     kind: &'static str,
     status: &'static str,
     /// Why it timed out or was canceled.
@@ -283,6 +317,7 @@ struct OperatorsJson {
 fn operator_json(op: &Operator) -> OperatorJson {
     OperatorJson {
         region_id: op.region_id,
+        target_region_id: op.target_region_id(),
         kind: op.kind.name(),
         status: op.status.name(),
         reason: match &op.status {
@@ -322,8 +357,9 @@ fn regions_json(cluster: &Cluster) -> Vec<u8> {
                 epoch: EpochJson { conf_ver: epoch.conf_ver, version: epoch.version },
                 peers: info.region.peers.iter().map(peer_json).collect(),
                 leader: info.leader.as_ref().map(peer_json),
-                approximate_size: info.approximate_size,
-                approximate_keys: info.approximate_keys,
+                // 0 while unknown, as before sizes were reported.
+                approximate_size: info.stats.map_or(0, |s| s.approximate_size),
+                approximate_keys: info.stats.map_or(0, |s| s.approximate_keys),
             }
         })
         .collect();

@@ -16,15 +16,20 @@
 //! (synced) in PD's own RocksDB before memory changes and before the answer (see
 //! `storage.rs`). Soft state — store statistics, heartbeat times, region sizes, leader terms —
 //! is rebuilt from heartbeats.
+//!
+//! Periodic work: one task runs the merge checker every [`MERGE_CHECK_INTERVAL`]
+//! (`merge_checker.rs`); it ends with the server.
 
 mod cluster;
 mod config;
 mod error;
 mod http;
 mod id;
+mod merge_checker;
 pub mod operator;
 mod region_tree;
 mod service;
+mod splits;
 mod storage;
 mod tso;
 
@@ -41,10 +46,13 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 pub use crate::cluster::{SCAN_REGIONS_MAX, SPLIT_COUNT_MAX};
-pub use crate::config::{LoadError, Overrides, PdConfig, ReplicationConfig, MAX_REPLICAS_MAX};
+pub use crate::config::{
+    LoadError, Overrides, PdConfig, ReplicationConfig, ScheduleConfig, MAX_REPLICAS_MAX,
+};
 pub use crate::error::{Error, RpcError};
 pub use crate::http::BODY_BYTES_MAX as HTTP_BODY_BYTES_MAX;
 pub use crate::id::{ALLOC_COUNT_MAX, ID_BATCH};
+pub use crate::merge_checker::{MERGE_CHECK_INTERVAL, MERGE_CHECK_REGIONS_MAX};
 pub use crate::service::{DEFAULT_KEYSPACE, HEARTBEAT_STREAM_BUFFER, TSO_STREAM_BUFFER};
 pub use crate::tso::{MAX_LOGICAL, TSO_COUNT_MAX, TSO_WINDOW_MS};
 
@@ -83,8 +91,12 @@ pub async fn start(cfg: PdConfig, logger: Logger) -> Result<PdServer, Error> {
     std::fs::create_dir_all(&meta_path)
         .map_err(|source| Error::DataDir { path: meta_path.clone(), source })?;
     let store = storage::MetaStore::open(&meta_path, &logger)?;
-    let cluster =
-        Arc::new(cluster::Cluster::load(store, cfg.replication.max_replicas, logger.clone())?);
+    let cluster = Arc::new(cluster::Cluster::load(
+        store,
+        cfg.replication.max_replicas,
+        cfg.schedule.clone(),
+        logger.clone(),
+    )?);
 
     let listener = TcpListener::bind(&cfg.addr)
         .await
@@ -109,6 +121,7 @@ pub async fn start(cfg: PdConfig, logger: Logger) -> Result<PdServer, Error> {
         keyspace: KeyspaceServer::new(keyspace).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
         cluster: cluster.clone(),
     };
+    tokio::spawn(run_merge_checker(cluster.clone(), shutdown_rx.clone()));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut signal = shutdown_rx;
     // HTTP/1.1 is accepted for the HTTP API; gRPC clients use h2c on the same port.
@@ -131,6 +144,19 @@ pub async fn start(cfg: PdConfig, logger: Logger) -> Result<PdServer, Error> {
         cluster: Arc::downgrade(&cluster),
         logger,
     })
+}
+
+/// Runs the merge checker every [`MERGE_CHECK_INTERVAL`] until PD shuts down. A round that
+/// runs late is not made up for (the next round looks at the state as it is).
+async fn run_merge_checker(cluster: Arc<cluster::Cluster>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(MERGE_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => cluster.merge_check(cluster::unix_ms()),
+            _ = shutdown.wait_for(|down| *down) => return,
+        }
+    }
 }
 
 impl PdServer {

@@ -21,8 +21,14 @@
 //!    done: the region is always in a valid configuration between steps.
 //! 5. Operators are soft state, as in TiKV's PD: a PD restart forgets them; the region keeps
 //!    what the finished steps made and the operator can be issued again.
+//! 6. **Merge** (`merge-region`, [`merge`]): an operator on the source region that also locks
+//!    the target. It first aligns the source's peers with the target's (the steps above), then
+//!    its `Merge` step asks the source's leader to merge into the target. The store's version
+//!    bumps are its progress, and the target's heartbeats drive it too: see [`merge`] for the
+//!    exact success and cancel rules.
 //!
-//! Everything here is pure (no locks, no IO, time passed in) so it is unit-tested directly.
+//! Everything here is pure (no locks, no IO, time passed in) so it is unit-tested directly;
+//! [`registry`] holds the running and finished operators.
 
 use std::fmt;
 
@@ -30,6 +36,12 @@ use proto::metapb::{self, ConfChangeType, PeerRole};
 use proto::pdpb;
 
 use crate::region_tree::RegionInfo;
+
+pub mod merge;
+pub mod registry;
+
+pub use merge::{plan_merge, MERGE_STEP_TIMEOUT_MS};
+pub use registry::Registry;
 
 /// How long a step may take before its operator times out. Adding a learner includes sending
 /// it a snapshot of the whole region, so it gets the longest.
@@ -46,6 +58,8 @@ pub enum Kind {
     RemovePeer,
     TransferLeader,
     TransferPeer,
+    /// Merge the request's region (the source) into its neighbour `target_region_id`.
+    MergeRegion,
 }
 
 impl Kind {
@@ -55,11 +69,13 @@ impl Kind {
             "remove-peer" => Some(Kind::RemovePeer),
             "transfer-leader" => Some(Kind::TransferLeader),
             "transfer-peer" => Some(Kind::TransferPeer),
+            "merge-region" => Some(Kind::MergeRegion),
             _ => None,
         }
     }
 
-    /// Whether the operator adds a peer (and needs a new peer id).
+    /// Whether the operator adds one peer (and needs one new peer id). A merge adds as many
+    /// as the alignment needs ([`merge::new_peers_needed`]).
     pub fn adds_a_peer(self) -> bool {
         matches!(self, Kind::AddPeer | Kind::TransferPeer)
     }
@@ -70,6 +86,7 @@ impl Kind {
             Kind::RemovePeer => "remove-peer",
             Kind::TransferLeader => "transfer-leader",
             Kind::TransferPeer => "transfer-peer",
+            Kind::MergeRegion => "merge-region",
         }
     }
 }
@@ -83,10 +100,12 @@ pub struct Request {
     pub to_store: Option<u64>,
     /// The store that loses a peer (remove-peer, transfer-peer).
     pub from_store: Option<u64>,
+    /// The region to merge into (merge-region; `region_id` is the source).
+    pub target_region_id: Option<u64>,
 }
 
 /// One change to a region.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// Done when the peer is in the region and not pending (it has caught up).
     AddLearner { peer: metapb::Peer },
@@ -96,6 +115,9 @@ pub enum Step {
     RemovePeer { peer: metapb::Peer },
     /// Done when a peer on the store leads.
     TransferLeader { to: metapb::Peer },
+    /// Done when a heartbeat of `target` shows a range covering `source`'s (the regions as
+    /// they were when the operator was made). Always the last step of a merge.
+    Merge { source: metapb::Region, target: metapb::Region },
 }
 
 impl fmt::Display for Step {
@@ -112,6 +134,9 @@ impl fmt::Display for Step {
             }
             Step::TransferLeader { to } => {
                 write!(f, "transfer leader to peer {} on store {}", to.id, to.store_id)
+            }
+            Step::Merge { source, target } => {
+                write!(f, "merge region {} into region {}", source.id, target.id)
             }
         }
     }
@@ -151,6 +176,9 @@ pub struct Operator {
     pub created_unix_ms: u64,
     pub step_started_unix_ms: u64,
     pub finished_unix_ms: Option<u64>,
+    /// Merge only: the source's conf_ver when the `Merge` command was last sent (the epoch
+    /// the store's PrepareMerge bumps; see [`merge`]).
+    pub merge_conf_ver: Option<u64>,
 }
 
 /// Why an operator cannot be made. Each names what to do about it where there is something.
@@ -192,6 +220,25 @@ pub enum PlanError {
     Missing { kind: &'static str, what: &'static str },
     #[error("from-store and to-store are both {0}")]
     SameStore(u64),
+    #[error("cannot merge region {0} into itself")]
+    SameRegion(u64),
+    #[error("regions {source_id} and {target_id} are not adjacent: only neighbours merge")]
+    NotAdjacent { source_id: u64, target_id: u64 },
+    #[error(
+        "region {region} is being split (it asked for split ids {since_ms} ms ago): retry once \
+         the split is done"
+    )]
+    InSplit { region: u64, since_ms: u64 },
+    #[error(
+        "region {0} is in a joint configuration (a membership change is half done): retry once \
+         it finishes"
+    )]
+    Joint(u64),
+    #[error(
+        "region {target_id} has a learner on store {store} where region {source_id} has a \
+         voter: demoting a voter is not supported, remove the learner or the voter first"
+    )]
+    LearnerOnTarget { source_id: u64, target_id: u64, store: u64 },
 }
 
 /// What `plan` needs to know about a store.
@@ -219,25 +266,11 @@ pub fn plan(
     let kind = req.kind.name();
     let need = |v: Option<u64>, what| v.ok_or(PlanError::Missing { kind, what });
     let on_store = |s: u64| r.peers.iter().find(|p| p.store_id == s).cloned();
-    let target_up = |s: u64| -> Result<(), PlanError> {
-        let view = store(s).ok_or(PlanError::StoreNotFound(s))?;
-        if view.state != metapb::StoreState::Up {
-            return Err(PlanError::StoreNotUp { store: s, state: view.state.as_str_name() });
-        }
-        if view.last_heartbeat_unix_ms == 0 {
-            return Err(PlanError::StoreNotHeardYet { store: s });
-        }
-        let since = now_ms.saturating_sub(view.last_heartbeat_unix_ms);
-        if since > STORE_HEARTBEAT_STALE_MS {
-            return Err(PlanError::StoreDown { store: s, since_secs: since / 1000 });
-        }
-        Ok(())
-    };
     let new_learner = |s: u64| -> Result<metapb::Peer, PlanError> {
         if let Some(p) = on_store(s) {
             return Err(PlanError::PeerExists { region: r.id, peer: p.id, store: s });
         }
-        target_up(s)?;
+        check_store_up(&store, s, now_ms)?;
         let id = new_peer_id;
         Ok(metapb::Peer { id, store_id: s, role: PeerRole::Learner as i32, ..Default::default() })
     };
@@ -302,6 +335,7 @@ pub fn plan(
             }
             vec![Step::TransferLeader { to: p }]
         }
+        Kind::MergeRegion => unreachable!("merge-region involves two regions: see plan_merge"),
     };
     Ok(Operator {
         kind: req.kind,
@@ -313,7 +347,28 @@ pub fn plan(
         created_unix_ms: now_ms,
         step_started_unix_ms: now_ms,
         finished_unix_ms: None,
+        merge_conf_ver: None,
     })
+}
+
+/// Whether `s` can take a new peer: known, up, and heard from lately.
+fn check_store_up(
+    store: &impl Fn(u64) -> Option<StoreView>,
+    s: u64,
+    now_ms: u64,
+) -> Result<(), PlanError> {
+    let view = store(s).ok_or(PlanError::StoreNotFound(s))?;
+    if view.state != metapb::StoreState::Up {
+        return Err(PlanError::StoreNotUp { store: s, state: view.state.as_str_name() });
+    }
+    if view.last_heartbeat_unix_ms == 0 {
+        return Err(PlanError::StoreNotHeardYet { store: s });
+    }
+    let since = now_ms.saturating_sub(view.last_heartbeat_unix_ms);
+    if since > STORE_HEARTBEAT_STALE_MS {
+        return Err(PlanError::StoreDown { store: s, since_secs: since / 1000 });
+    }
+    Ok(())
 }
 
 fn voter(mut p: metapb::Peer) -> metapb::Peer {
@@ -355,6 +410,8 @@ fn step_done(step: &Step, info: &RegionInfo) -> Result<bool, String> {
             Some(_) => Ok(info.leader.as_ref().is_some_and(|l| l.id == to.id)),
             None => Err(vanished(to)),
         },
+        // Only the target's heartbeat shows a merge done (`on_target_heartbeat`).
+        Step::Merge { .. } => Ok(false),
     }
 }
 
@@ -366,6 +423,7 @@ impl Operator {
     fn timeout_ms(&self) -> u64 {
         match self.steps.get(self.current) {
             Some(Step::AddLearner { .. }) => ADD_LEARNER_TIMEOUT_MS,
+            Some(Step::Merge { .. }) => MERGE_STEP_TIMEOUT_MS,
             Some(
                 Step::PromoteLearner { .. } | Step::RemovePeer { .. } | Step::TransferLeader { .. },
             )
@@ -407,13 +465,7 @@ impl Operator {
         info: &RegionInfo,
         now_ms: u64,
     ) -> Option<pdpb::RegionHeartbeatResponse> {
-        if !self.is_running() {
-            return None;
-        }
-        let version = info.region.region_epoch.as_ref().map_or(0, |e| e.version);
-        if version != self.version {
-            let why = format!("the region split or merged (version {} → {version})", self.version);
-            self.finish(Status::Canceled(why), now_ms);
+        if !self.is_running() || !self.epoch_lets_go_on(info, now_ms) {
             return None;
         }
         while let Some(step) = self.steps.get(self.current) {
@@ -437,7 +489,39 @@ impl Operator {
         if !self.is_running() {
             return None;
         }
-        let step = &self.steps[self.current];
+        self.command(info)
+    }
+
+    /// Whether the heartbeat's epoch lets the operator dispatch. Ends it when the region
+    /// changed under it (a split or merge moved the version; for a merge step, the rules in
+    /// `operator/merge.rs`); `false` without ending it while the store carries a merge on.
+    fn epoch_lets_go_on(&mut self, info: &RegionInfo, now_ms: u64) -> bool {
+        let version = info.region.region_epoch.as_ref().map_or(0, |e| e.version);
+        let why = match self.steps.get(self.current) {
+            Some(Step::Merge { source, .. }) => {
+                match merge::source_epoch(source, self.version, self.merge_conf_ver, &info.region) {
+                    merge::SourceEpoch::NotStarted => return true,
+                    merge::SourceEpoch::InProgress => {
+                        // The store carries the merge on; nothing to send.
+                        self.check_timeout(now_ms);
+                        return false;
+                    }
+                    merge::SourceEpoch::Ended(why) => why,
+                }
+            }
+            _ if version != self.version => {
+                format!("the region split or merged (version {} → {version})", self.version)
+            }
+            _ => return true,
+        };
+        self.finish(Status::Canceled(why), now_ms);
+        false
+    }
+
+    /// The command for the current step, addressed to the heartbeat's leader and epoch;
+    /// `None` when there is nobody to hand leadership to yet.
+    fn command(&mut self, info: &RegionInfo) -> Option<pdpb::RegionHeartbeatResponse> {
+        let step = self.steps[self.current].clone();
         let mut resp = pdpb::RegionHeartbeatResponse {
             region_id: info.region.id,
             region_epoch: info.region.region_epoch,
@@ -447,7 +531,7 @@ impl Operator {
         let change = |peer: &metapb::Peer, t: ConfChangeType| {
             Some(pdpb::ChangePeer { peer: Some(peer.clone()), change_type: t as i32 })
         };
-        match step {
+        match &step {
             Step::AddLearner { peer } => {
                 resp.change_peer = change(peer, ConfChangeType::AddLearnerNode);
             }
@@ -461,18 +545,62 @@ impl Operator {
                     resp.change_peer = change(peer, ConfChangeType::RemoveNode);
                 } else {
                     // Step 3: the leader is not removed; another voter takes over first.
-                    let pending =
-                        |p: &metapb::Peer| info.pending_peers.iter().any(|q| q.id == p.id);
-                    let to = info
-                        .region
-                        .peers
-                        .iter()
-                        .find(|p| p.id != peer.id && is_voter(p) && !pending(p))?;
-                    resp.transfer_leader = Some(transfer(to));
+                    resp.transfer_leader = Some(transfer(self.successor(info, peer)?));
                 }
+            }
+            Step::Merge { target, .. } => {
+                // The target as PD knows it: any change to it since ended the operator.
+                resp.merge = Some(pdpb::Merge { target: Some(target.clone()) });
+                self.merge_conf_ver = info.region.region_epoch.as_ref().map(|e| e.conf_ver);
             }
         }
         Some(resp)
+    }
+
+    /// Step 6, for a merge: a heartbeat of the target region, which the operator locks.
+    /// Finishes the operator when the heartbeat shows the merge done or the target changed;
+    /// sends nothing (the source's leader runs the merge).
+    pub fn on_target_heartbeat(&mut self, info: &RegionInfo, now_ms: u64) {
+        if !self.is_running() {
+            return;
+        }
+        let Some(Step::Merge { source, target }) = self.steps.last() else {
+            return;
+        };
+        match merge::target_state(source, target, &info.region) {
+            merge::TargetState::Unchanged => self.check_timeout(now_ms),
+            merge::TargetState::Merged => {
+                self.current = self.steps.len();
+                self.finish(Status::Success, now_ms);
+            }
+            merge::TargetState::Changed(why) => self.finish(Status::Canceled(why), now_ms),
+        }
+    }
+
+    /// The region a merge locks besides its own (the target); `None` for other kinds.
+    pub fn target_region_id(&self) -> Option<u64> {
+        match self.steps.last() {
+            Some(Step::Merge { target, .. }) => Some(target.id),
+            _ => None,
+        }
+    }
+
+    /// Who leads instead of `leaving` before it is removed: a caught-up voter, preferably one
+    /// that no later step removes too (a merge's alignment may remove several).
+    fn successor<'a>(
+        &self,
+        info: &'a RegionInfo,
+        leaving: &metapb::Peer,
+    ) -> Option<&'a metapb::Peer> {
+        let pending = |p: &metapb::Peer| info.pending_peers.iter().any(|q| q.id == p.id);
+        let removed_later = |p: &metapb::Peer| {
+            self.steps[self.current..]
+                .iter()
+                .any(|s| matches!(s, Step::RemovePeer { peer } if peer.id == p.id))
+        };
+        let mut candidates =
+            info.region.peers.iter().filter(|p| p.id != leaving.id && is_voter(p) && !pending(p));
+        candidates.clone().find(|p| !removed_later(p)).or_else(|| candidates.next())
     }
 }
 
@@ -523,7 +651,7 @@ mod tests {
     }
 
     fn req(kind: Kind, from: Option<u64>, to: Option<u64>) -> Request {
-        Request { kind, region_id: 7, from_store: from, to_store: to }
+        Request { kind, region_id: 7, from_store: from, to_store: to, target_region_id: None }
     }
 
     fn plan_with(r: &Request, i: &RegionInfo, max: usize) -> Result<Operator, PlanError> {

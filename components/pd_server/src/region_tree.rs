@@ -29,11 +29,19 @@ pub struct RegionInfo {
     pub leader: Option<metapb::Peer>,
     /// The raft term of `leader` (0 when unknown).
     pub term: u64,
-    pub approximate_size: u64,
-    pub approximate_keys: u64,
+    /// From the last leader heartbeat; `None` until one reports them after PD starts or after a
+    /// split report (the merge checker never merges a region of unknown size).
+    pub stats: Option<RegionStats>,
     /// Peers the leader's last heartbeat named as not caught up (a new peer waiting for its
     /// snapshot); soft state.
     pub pending_peers: Vec<metapb::Peer>,
+}
+
+/// A region's approximate size, as its leader measured it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionStats {
+    pub approximate_size: u64,
+    pub approximate_keys: u64,
 }
 
 /// Why an update was not applied.
@@ -292,6 +300,33 @@ mod tests {
         assert_eq!(scanned, [2, 3]);
         let scanned: Vec<_> = tree.scan(b"", b"p", 10).iter().map(|i| i.region.id).collect();
         assert_eq!(scanned, [2]);
+    }
+
+    /// The merge as the store reports it (#14): PrepareMerge bumps the source's version and
+    /// conf_ver; CommitMerge widens the target to version max(source, target) + 1. The widened
+    /// target drops the source, and the source's late heartbeat cannot bring it back.
+    #[test]
+    fn a_merged_target_drops_its_source() {
+        let mut tree = RegionTree::default();
+        put(&mut tree, region(1, b"", b"g", 4, 1)).unwrap();
+        put(&mut tree, region(2, b"g", b"p", 6, 3)).unwrap();
+        put(&mut tree, region(3, b"p", b"", 2, 1)).unwrap();
+        // Source 2 prepares to merge into 3: same range, version 7, conf_ver 4.
+        assert_eq!(put(&mut tree, region(2, b"g", b"p", 7, 4)).unwrap(), Vec::<u64>::new());
+        // Target 3 commits: range ["g", ""), version max(7, 2) + 1.
+        assert_eq!(put(&mut tree, region(3, b"g", b"", 8, 1)).unwrap(), [2]);
+        assert_eq!(ids(&tree), [1, 3]);
+        assert!(tree.get(2).is_none());
+        assert_eq!(tree.search(b"h").unwrap().region.id, 3);
+        // The source's last heartbeat, sent before it was destroyed, is stale.
+        assert_eq!(
+            put(&mut tree, region(2, b"g", b"p", 7, 4)),
+            Err(Stale::Overlap { region_id: 3, version: 8 })
+        );
+        assert_eq!(ids(&tree), [1, 3]);
+        // Merging to the left works the same: 1 absorbs 3 at version max(4, 8) + 1.
+        assert_eq!(put(&mut tree, region(1, b"", b"", 9, 1)).unwrap(), [3]);
+        assert_eq!(ids(&tree), [1]);
     }
 
     #[test]

@@ -63,3 +63,21 @@ fn template_as_shipped_is_valid() {
     let cfg: PdConfig = toml::from_str(TEMPLATE).unwrap();
     cfg.validate().unwrap();
 }
+
+/// The merge options (#14) are in `[schedule]` under PD's names, with the issue's defaults.
+#[test]
+fn template_documents_the_merge_options_with_the_issue_defaults() {
+    let schedule = TEMPLATE.split("\n[schedule]\n").nth(1).expect("a [schedule] section");
+    for line in [
+        "# max-merge-region-size = 20",
+        "# max-merge-region-keys = 200000",
+        "# split-merge-interval = \"1h\"",
+        "# merge-schedule-limit = 8",
+        "# enable-one-way-merge = false",
+    ] {
+        assert!(schedule.lines().any(|l| l == line), "missing from [schedule]: {line}");
+    }
+    let cfg: PdConfig = toml::from_str(&uncommented_template()).unwrap();
+    assert_eq!(cfg.schedule.max_merge_region_size_bytes(), 20 * 1024 * 1024);
+    assert_eq!(cfg.schedule.split_merge_interval.as_millis(), 3_600_000);
+}

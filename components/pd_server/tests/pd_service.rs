@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pd_server::{PdConfig, PdServer, ReplicationConfig};
+use pd_server::{PdConfig, PdServer, ReplicationConfig, ScheduleConfig};
 use proto::keyspacepb::{keyspace_client::KeyspaceClient, LoadKeyspaceRequest};
 use proto::metapb;
 use proto::pdpb::{self, pd_client::PdClient};
@@ -798,7 +798,8 @@ async fn operators_are_dispatched_on_heartbeats_until_done() {
     // Refusals.
     let cases = [
         ("{", "400", "bad operator body"),
-        (r#"{"name": "merge-region", "region_id": 1}"#, "400", "unknown operator"),
+        (r#"{"name": "split-region", "region_id": 1}"#, "400", "unknown operator"),
+        (r#"{"name": "merge-region", "source_region_id": 1}"#, "400", "needs source_region_id"),
         (r#"{"name": "add-peer", "region_id": 1, "store": 2}"#, "400", "unknown field"),
         (
             r#"{"name": "add-peer", "region_id": 999999, "store_id": 2}"#,
@@ -829,6 +830,228 @@ async fn operators_are_dispatched_on_heartbeats_until_done() {
     assert!(bad_id.0.contains("400"), "{bad_id:?}");
     let bad_method = call("PUT", "/pd/api/v1/operators".into()).await.unwrap();
     assert!(bad_method.0.contains("405"), "{bad_method:?}");
+    drop(tx);
+    drop(c);
+    pd.shutdown().await;
+}
+
+/// Splits `r1` at `key` through AskBatchSplit + ReportBatchSplit; answers (left, right), the
+/// right half keeping `r1`'s id.
+async fn split(
+    c: &mut PdClient<Channel>,
+    pd: &PdServer,
+    r1: &metapb::Region,
+    key: &[u8],
+) -> (metapb::Region, metapb::Region) {
+    let resp = c
+        .ask_batch_split(pdpb::AskBatchSplitRequest {
+            header: header(pd),
+            region: Some(r1.clone()),
+            split_count: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids = &resp.ids[0];
+    let epoch = r1.region_epoch.unwrap();
+    let left = metapb::Region {
+        id: ids.new_region_id,
+        peers: r1
+            .peers
+            .iter()
+            .zip(&ids.new_peer_ids)
+            .map(|(p, &id)| metapb::Peer { id, store_id: p.store_id, ..Default::default() })
+            .collect(),
+        ..with_range(r1, &r1.start_key, key, epoch.conf_ver, epoch.version + 1)
+    };
+    let right = with_range(r1, key, &r1.end_key, epoch.conf_ver, epoch.version + 1);
+    let req = pdpb::ReportBatchSplitRequest {
+        header: header(pd),
+        regions: vec![left.clone(), right.clone()],
+    };
+    let resp = c.report_batch_split(req).await.unwrap().into_inner();
+    assert_eq!(error_type(&resp.header), None);
+    (left, right)
+}
+
+async fn store_heartbeats(c: &mut PdClient<Channel>, pd: &PdServer, stores: &[u64]) {
+    for &store_id in stores {
+        let stats = pdpb::StoreStats { store_id, ..Default::default() };
+        let req = pdpb::StoreHeartbeatRequest {
+            header: header(pd),
+            stats: Some(stats),
+            ..Default::default()
+        };
+        c.store_heartbeat(req).await.unwrap();
+    }
+}
+
+/// `merge-region` over the HTTP API (#14 item 2), driven by simulated heartbeats (the store
+/// side is not needed): refusals, the Merge command to the source's leader, the target locked,
+/// PrepareMerge's epoch bump tolerated, success on the widened target's heartbeat, which also
+/// drops the source from the routing table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_region_operator_over_http_and_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = start(dir.path(), 3).await;
+    let (mut c, stores, r1) = bootstrapped(&pd).await;
+    store_heartbeats(&mut c, &pd, &stores).await;
+    let addr = pd.addr();
+    let call = |method: &'static str, path: String, body: String| {
+        tokio::task::spawn_blocking(move || http(addr, method, &path, &body))
+    };
+    let merge = |s: u64, t: u64| {
+        call(
+            "POST",
+            "/pd/api/v1/operators".into(),
+            format!(
+                r#"{{"name": "merge-region", "source_region_id": {s}, "target_region_id": {t}}}"#
+            ),
+        )
+    };
+
+    let (left, right) = split(&mut c, &pd, &r1, b"m").await;
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = c.region_heartbeat(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(heartbeat(&pd, &left, 0, 1)).await.unwrap();
+    tx.send(heartbeat(&pd, &right, 0, 1)).await.unwrap();
+    wait_until("both leaders known", || {
+        let call = call("GET", "/pd/api/v1/regions".into(), String::new());
+        async move {
+            let v: serde_json::Value = serde_json::from_str(&call.await.unwrap().1).unwrap();
+            v["count"] == 2
+                && v["regions"].as_array().unwrap().iter().all(|r| !r["leader"].is_null())
+        }
+    })
+    .await;
+    // Refusals with the reason.
+    let same = merge(left.id, left.id).await.unwrap();
+    assert!(same.0.contains("400") && same.1.contains("into itself"), "{same:?}");
+    let unknown = merge(999_999, right.id).await.unwrap();
+    assert!(unknown.0.contains("404") && unknown.1.contains("region 999999 not found"));
+    // The right half asks for split ids: from now until the split ends, no merge.
+    let asked = c
+        .ask_batch_split(pdpb::AskBatchSplitRequest {
+            header: header(&pd),
+            region: Some(right.clone()),
+            split_count: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(error_type(&asked.header), None);
+    let splitting = merge(left.id, right.id).await.unwrap();
+    assert!(
+        splitting.0.contains("409")
+            && splitting.1.contains(&format!("region {} is being split", right.id)),
+        "{splitting:?}"
+    );
+    // A heartbeat at a newer version ends the split for PD (it was abandoned here: same range).
+    let right = with_range(&right, b"m", b"", 1, 3);
+    tx.send(heartbeat(&pd, &right, 0, 2)).await.unwrap();
+    wait_until("the split to end", || {
+        let call = call("GET", "/pd/api/v1/regions".into(), String::new());
+        async move { call.await.unwrap().1.contains(r#""version":3"#) }
+    })
+    .await;
+
+    // Created: shown under both ids; the target is locked.
+    let created = merge(left.id, right.id).await.unwrap();
+    assert!(created.0.contains("200"), "{created:?}");
+    let op: serde_json::Value = serde_json::from_str(&created.1).unwrap();
+    assert_eq!(op["kind"], "merge-region");
+    assert_eq!(op["region_id"], left.id);
+    assert_eq!(op["target_region_id"], right.id);
+    assert_eq!(op["steps"][0], format!("merge region {} into region {}", left.id, right.id));
+    let by_target = call("GET", format!("/pd/api/v1/operators/{}", right.id), String::new());
+    assert!(by_target.await.unwrap().1.contains(r#""kind":"merge-region""#));
+    let busy = call(
+        "POST",
+        "/pd/api/v1/operators".into(),
+        format!(
+            r#"{{"name": "transfer-leader", "region_id": {}, "to_store_id": {}}}"#,
+            right.id, stores[1]
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(busy.0.contains("409") && busy.1.contains("merge-region"), "{busy:?}");
+    let again = merge(left.id, right.id).await.unwrap();
+    assert!(again.0.contains("409"), "{again:?}");
+
+    // The source's leader gets Merge{target}, with its epoch and itself as target peer.
+    tx.send(heartbeat(&pd, &left, 0, 1)).await.unwrap();
+    let resp = tokio::time::timeout(DEADLINE, responses.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.region_id, left.id);
+    assert_eq!(resp.region_epoch, left.region_epoch);
+    assert_eq!(resp.target_peer.as_ref(), Some(&left.peers[0]));
+    assert_eq!(resp.merge.unwrap().target, Some(right.clone()));
+    // PrepareMerge applied (version and conf_ver + 1): still running.
+    let merging = with_range(&left, b"", b"m", 2, 3);
+    tx.send(heartbeat(&pd, &merging, 0, 1)).await.unwrap();
+    // CommitMerge: the target covers both at version max(3, 3) + 1.
+    let merged = with_range(&right, b"", b"", 1, 4);
+    tx.send(heartbeat(&pd, &merged, 0, 2)).await.unwrap();
+    wait_until("the merge to succeed", || {
+        let call = call("GET", format!("/pd/api/v1/operators/{}", left.id), String::new());
+        async move { call.await.unwrap().1.contains(r#""status":"success""#) }
+    })
+    .await;
+    let regions = call("GET", "/pd/api/v1/regions".into(), String::new()).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&regions.1).unwrap();
+    assert_eq!(v["count"], 1, "the source left the routing table: {v}");
+    assert_eq!(v["regions"][0]["id"], right.id);
+    assert_eq!(get_region(&mut c, &pd, b"a").await.region.map(|r| r.id), Some(right.id));
+    let records = call("GET", "/pd/api/v1/operators/records".into(), String::new()).await.unwrap();
+    assert!(records.1.contains(r#""kind":"merge-region""#), "{records:?}");
+    drop(tx);
+    drop(c);
+    pd.shutdown().await;
+}
+
+/// The merge checker runs by itself once `split-merge-interval` allows: two small halves of a
+/// split get a merge-region operator without anyone asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_merge_checker_merges_small_neighbours_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PdConfig {
+        addr: "127.0.0.1:0".to_owned(),
+        data_dir: dir.path().to_owned(),
+        replication: ReplicationConfig { max_replicas: 3 },
+        schedule: ScheduleConfig {
+            max_merge_region_size: 1,
+            max_merge_region_keys: 100,
+            split_merge_interval: "0s".parse().unwrap(),
+            ..ScheduleConfig::default()
+        },
+        ..PdConfig::default()
+    };
+    let pd = pd_server::start(cfg, logger()).await.expect("start PD");
+    let (mut c, stores, r1) = bootstrapped(&pd).await;
+    store_heartbeats(&mut c, &pd, &stores).await;
+    let (left, right) = split(&mut c, &pd, &r1, b"m").await;
+    let (tx, rx) = mpsc::channel(16);
+    let _responses = c.region_heartbeat(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    // 1 KiB and 10 keys each (the heartbeat helper's sizes): both below the limits.
+    tx.send(heartbeat(&pd, &left, 0, 1)).await.unwrap();
+    tx.send(heartbeat(&pd, &right, 0, 1)).await.unwrap();
+    let addr = pd.addr();
+    wait_until("the checker's merge operator", || async move {
+        let (_, body) = tokio::task::spawn_blocking(move || http_get(addr, "/pd/api/v1/operators"))
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["count"] == 1 && v["operators"][0]["kind"] == "merge-region"
+    })
+    .await;
+    let (_, body) =
+        tokio::task::spawn_blocking(move || http_get(addr, "/pd/api/v1/operators")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let op = &v["operators"][0];
+    assert_eq!(
+        (op["region_id"].as_u64(), op["target_region_id"].as_u64()),
+        (Some(left.id), Some(right.id))
+    );
     drop(tx);
     drop(c);
     pd.shutdown().await;
