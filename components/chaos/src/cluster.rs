@@ -172,6 +172,16 @@ block-cache-size = "16MiB"
 block-cache-size = "8MiB"
 "#;
 
+/// PD's configuration: automatic merge of the (small) workload regions soon after they split,
+/// so merges run all along, mixed with every fault, as well as the nemesis's own.
+const PD_CONFIG: &str = r#"
+[schedule]
+max-merge-region-size = 1
+max-merge-region-keys = 10000
+split-merge-interval = "15s"
+merge-schedule-limit = 2
+"#;
+
 /// A port that is free now, for a child process to bind. Taken below Linux's ephemeral range
 /// (32768..61000): a port the kernel handed out with `bind(0)` can be reused for an outgoing
 /// connection before the child binds it. Each process starts at an offset from its pid and
@@ -331,6 +341,7 @@ impl Cluster {
     pub fn start(dir: &Path, bins: Binaries, stores: usize, power_loss: bool) -> Result<Cluster> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("store.toml"), STORE_CONFIG)?;
+        std::fs::write(dir.join("pd.toml"), PD_CONFIG)?;
         let mut c = Cluster {
             dir: dir.to_path_buf(),
             bins,
@@ -394,6 +405,8 @@ impl Cluster {
             Command::new(&self.bins.pd)
                 .args(["--addr", &self.pd_addr, "--data-dir"])
                 .arg(self.dir.join("pd"))
+                .arg("--config")
+                .arg(self.dir.join("pd.toml"))
                 .stdout(Stdio::null())
                 .stderr(self.log_file("pd.log")?),
         )

@@ -232,6 +232,7 @@ impl Nemesis {
             Fault::PdRestart => c.kill_pd(),
             Fault::PowerLossAll => (0..c.store_count()).for_each(|i| c.kill_store(i)),
             Fault::Split { .. }
+            | Fault::Merge { .. }
             | Fault::Transfer { .. }
             | Fault::ConfChange { .. }
             | Fault::MoveReplica { .. } => unreachable!("admin faults run apart"),
@@ -257,6 +258,7 @@ impl Nemesis {
                 }
             }
             Fault::Split { .. }
+            | Fault::Merge { .. }
             | Fault::Transfer { .. }
             | Fault::ConfChange { .. }
             | Fault::MoveReplica { .. } => {}
@@ -291,6 +293,7 @@ impl Nemesis {
                 | Fault::PowerLossAll
                 | Fault::PdRestart
                 | Fault::Split { .. }
+                | Fault::Merge { .. }
                 | Fault::Transfer { .. }
                 | Fault::ConfChange { .. }
                 | Fault::MoveReplica { .. } => {}
@@ -310,6 +313,7 @@ fn is_admin(f: &Fault) -> bool {
     matches!(
         f,
         Fault::Split { .. }
+            | Fault::Merge { .. }
             | Fault::Transfer { .. }
             | Fault::ConfChange { .. }
             | Fault::MoveReplica { .. }
@@ -333,6 +337,16 @@ fn admin(ctl: &Ctl, ids: &[Option<u64>], fault: &Fault) -> Result<()> {
             if errs.len() == keys.len() {
                 return Err(anyhow!("{}", errs.join("; ")));
             }
+        }
+        Fault::Merge { key } => {
+            // The two regions that meet at K: split at K first (refused if K is a boundary
+            // already, which is as good), then merge the region just left of K into its right
+            // neighbour. The ctl waits for PD's operator to end; one that does not succeed (a
+            // refusal, a rollback, the timeout) is an error: the fault counts as refused.
+            let _ = ctl.run(&["region", "split", "--key", &String::from_utf8_lossy(key)]);
+            let left: String = key_before(key).iter().map(|b| format!("{b:02x}")).collect();
+            let timeout = MERGE_TIMEOUT.as_secs().to_string();
+            ctl.run(&["region", "merge", "--key", &left, "--hex", "--timeout", &timeout])?;
         }
         Fault::Transfer { key, to } => {
             // To one of the region's own stores (PD refuses others).
@@ -365,6 +379,24 @@ fn admin(ctl: &Ctl, ids: &[Option<u64>], fault: &Fault) -> Result<()> {
         | Fault::PowerLossAll => unreachable!("not an admin fault"),
     }
     Ok(())
+}
+
+/// How long a merge fault waits for PD's operator (a merge whose stores must be aligned first
+/// takes longer, and then counts as refused; PD's own operator goes on).
+const MERGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A key just below `key` and above every key below it that is not a prefix of it: `key`
+/// with its last byte decremented and `\xff`s appended (a key ending in 0 drops that byte).
+fn key_before(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    match k.pop() {
+        Some(0) | None => k,
+        Some(b) => {
+            k.push(b - 1);
+            k.extend_from_slice(&[0xff; 8]);
+            k
+        }
+    }
 }
 
 /// PD's `max-replicas` in the harness's clusters (its default).
@@ -443,10 +475,25 @@ pub fn describe(f: &Fault) -> String {
         Fault::Split { keys } => {
             format!("split at {:?}", keys.iter().map(|k| show(k)).collect::<Vec<_>>())
         }
+        Fault::Merge { key } => format!("merge the two regions meeting at {}", show(key)),
         Fault::Transfer { key, to } => format!("transfer leader of {} (choice {to})", show(key)),
         Fault::ConfChange { key, store } => {
             format!("add/remove a peer of {} (choice {store})", show(key))
         }
         Fault::MoveReplica { key, to } => format!("move a replica of {} (choice {to})", show(key)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_before;
+
+    #[test]
+    fn key_before_sorts_just_below_the_key() {
+        let k = b"bank/3".to_vec();
+        let b = key_before(&k);
+        assert!(b < k);
+        assert!(b > b"bank/2/2".to_vec() && b > b"bank/2".to_vec());
+        assert_eq!(key_before(b"a\0"), b"a".to_vec());
     }
 }

@@ -44,6 +44,7 @@ pub enum Kind {
     ClientPartition,
     PdRestart,
     Split,
+    Merge,
     Transfer,
     ConfChange,
     MoveReplica,
@@ -51,13 +52,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Kill,
         Kind::Pause,
         Kind::Partition,
         Kind::ClientPartition,
         Kind::PdRestart,
         Kind::Split,
+        Kind::Merge,
         Kind::Transfer,
         Kind::ConfChange,
         Kind::MoveReplica,
@@ -72,6 +74,7 @@ impl Kind {
             Kind::ClientPartition => "client-partition",
             Kind::PdRestart => "pd-restart",
             Kind::Split => "split",
+            Kind::Merge => "merge",
             Kind::Transfer => "transfer",
             Kind::ConfChange => "conf-change",
             Kind::MoveReplica => "move-replica",
@@ -83,7 +86,11 @@ impl Kind {
     fn weight(self) -> u32 {
         match self {
             Kind::Kill | Kind::Pause | Kind::Partition | Kind::Transfer => 3,
-            Kind::Split | Kind::ConfChange | Kind::MoveReplica | Kind::ClientPartition => 2,
+            Kind::Split
+            | Kind::Merge
+            | Kind::ConfChange
+            | Kind::MoveReplica
+            | Kind::ClientPartition => 2,
             Kind::PdRestart | Kind::PowerLossAll => 1,
         }
     }
@@ -162,6 +169,13 @@ pub enum Fault {
     Split {
         keys: Vec<Vec<u8>>,
     },
+    /// Merges the two regions that meet at `key` (splitting there first if needed), through
+    /// PD's merge-region operator, which first aligns their stores. PD also merges small
+    /// regions by itself all run long (the harness's PD config), so merges meet every other
+    /// fault.
+    Merge {
+        key: Vec<u8>,
+    },
     /// Leadership of the region holding `key` to the store at `to`.
     Transfer {
         key: Vec<u8>,
@@ -188,6 +202,7 @@ impl Fault {
             Fault::ClientPartition { .. } => Kind::ClientPartition,
             Fault::PdRestart => Kind::PdRestart,
             Fault::Split { .. } => Kind::Split,
+            Fault::Merge { .. } => Kind::Merge,
             Fault::Transfer { .. } => Kind::Transfer,
             Fault::ConfChange { .. } => Kind::ConfChange,
             Fault::MoveReplica { .. } => Kind::MoveReplica,
@@ -204,6 +219,7 @@ impl Fault {
             Fault::ClientPartition { .. }
             | Fault::PdRestart
             | Fault::Split { .. }
+            | Fault::Merge { .. }
             | Fault::Transfer { .. }
             | Fault::ConfChange { .. }
             | Fault::MoveReplica { .. } => Vec::new(),
@@ -278,7 +294,7 @@ fn duration_of(kind: Kind, rng: &mut StdRng) -> Duration {
         Kind::ClientPartition => rng.gen_range(500..3_000),
         Kind::PdRestart => rng.gen_range(500..3_000),
         Kind::PowerLossAll => rng.gen_range(500..2_000),
-        Kind::Split | Kind::Transfer | Kind::ConfChange | Kind::MoveReplica => 0,
+        Kind::Split | Kind::Merge | Kind::Transfer | Kind::ConfChange | Kind::MoveReplica => 0,
     };
     Duration::from_millis(ms)
 }
@@ -343,6 +359,7 @@ fn pick(
             let keys = (0..n).map(|_| key(rng)).collect();
             Some(Fault::Split { keys })
         }
+        Kind::Merge => Some(Fault::Merge { key: key(rng) }),
         Kind::Transfer => Some(Fault::Transfer { key: key(rng), to: rng.gen_range(0..stores) }),
         Kind::ConfChange => {
             Some(Fault::ConfChange { key: key(rng), store: rng.gen_range(0..stores) })

@@ -107,6 +107,17 @@ pub enum PeerMsg<S> {
     MergeResult {
         target: metapb::Region,
     },
+    /// From the local peer of merge target `target` to this region, one of its merge
+    /// sources: a snapshot of the target covers this region's range (the merge committed
+    /// elsewhere, this store missed it). Stop applying and report (`peer::snapshot`, step 4);
+    /// the target's snapshot replaces this region in one write.
+    StopForSnapshot {
+        target: RegionId,
+    },
+    /// From a merge source to the target that asked it to stop: its apply FSM has stopped.
+    SnapshotSourceStopped {
+        source: RegionId,
+    },
 }
 
 /// Who asked for a split (logs and metrics).
@@ -149,6 +160,10 @@ impl<S> fmt::Debug for PeerMsg<S> {
                 entries.len()
             ),
             PeerMsg::MergeResult { target } => write!(f, "MergeResult(target {})", target.id),
+            PeerMsg::StopForSnapshot { target } => write!(f, "StopForSnapshot(target {target})"),
+            PeerMsg::SnapshotSourceStopped { source } => {
+                write!(f, "SnapshotSourceStopped(source {source})")
+            }
         }
     }
 }

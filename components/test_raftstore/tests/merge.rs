@@ -9,7 +9,8 @@ use proto::raft_serverpb::{PeerState, RegionLocalState};
 use raftstore::Config;
 use test_raftstore::load::with_load;
 use test_raftstore::util::{cmd, header, put_req, wait_for};
-use test_raftstore::{Cluster, RegionFilter};
+use test_raftstore::{Cluster, IsolateStore, RegionFilter};
+use util::config::ReadableDuration;
 use util::RegionId;
 
 const T: Duration = Duration::from_secs(10);
@@ -214,4 +215,76 @@ fn a_source_peer_never_comes_back_after_a_restart() {
     let reply = cluster.call_command_on(leader.store_id, stale, T).unwrap();
     assert!(reply.error().is_some(), "a write to the merged source was accepted");
     cluster.must_get_equal(b"a", b"1");
+}
+
+/// Store 3 misses the whole merge (cut off), and the merged region's log is compacted past
+/// it: its target can only catch up by a snapshot that covers its stale source too. The
+/// source learns from a store where it merged away (`merge_target`) that it is a merge
+/// source, stops, and the snapshot replaces it in one write: the range is never served by
+/// two regions, and nothing of it is lost.
+#[test]
+fn a_store_that_missed_the_merge_gets_the_merged_region_by_snapshot() {
+    let cfg = Config {
+        raft_log_gc_tick_interval: ReadableDuration::millis(50),
+        raft_log_gc_threshold: 5,
+        raft_log_gc_count_limit: Some(20),
+        raft_log_reserve_max_ticks: 2,
+        ..Config::for_tests()
+    };
+    let mut cluster = Cluster::new(3, &[b"m"], cfg);
+    cluster.start();
+    for k in [&b"a"[..], b"z"] {
+        cluster.must_put(k, k);
+        cluster.must_applied_on(3, k, Some(k));
+    }
+    for r in [1, 2] {
+        let leader = cluster.wait_leader(r);
+        if leader.store_id == 3 {
+            cluster.must_transfer_leader(r, &cluster.peer_on(r, 1));
+        }
+    }
+    let cut = cluster.hub.add_filter(IsolateStore(3));
+    cluster.try_merge(1, 2).expect("prepare merge");
+    let merged = wait_for("the merge on stores 1 and 2", T, || {
+        let covers = |s: u64| {
+            let meta = cluster.store_meta(s);
+            let m = meta.lock();
+            (m.region(RegionId(1)).is_none())
+                .then(|| m.region(RegionId(2)).cloned())
+                .flatten()
+                .filter(|r| r.start_key.is_empty())
+        };
+        covers(1).and(covers(2))
+    });
+    for i in 0..60u32 {
+        let k = format!("b{i:03}").into_bytes();
+        cluster.must_put(&k, &k);
+    }
+    let last_on_3 = cluster.apply_state(3, 2).applied_index;
+    wait_for("the merged region's log compacted past store 3", T, || {
+        (cluster.truncated_index(1, 2) > last_on_3 + 1).then_some(())
+    });
+    let replaced_before = cluster.stats(3).snapshots_applied;
+    cluster.hub.remove_filter(cut);
+    wait_for("store 3 to have the merged region", T, || {
+        let meta = cluster.store_meta(3);
+        let m = meta.lock();
+        (m.region(RegionId(1)).is_none()
+            && m.region(RegionId(2)).is_some_and(|r| version(r) >= version(&merged)))
+        .then_some(())
+    });
+    wait_for("store 3 to apply the snapshot", T, || {
+        (cluster.stats(3).snapshots_applied > replaced_before).then_some(())
+    });
+    let st = cluster.region_local_state(3, 1).expect("a tombstone of the source");
+    assert_eq!(st.state, PeerState::Tombstone as i32);
+    assert_eq!(st.merge_state.and_then(|m| m.target).map(|t| t.id), Some(2));
+    for k in [&b"a"[..], b"z", b"b000", b"b059"] {
+        cluster.must_applied_on(3, k, Some(k));
+    }
+    // Store 3 serves the merged range as its leader.
+    cluster.must_transfer_leader(2, &cluster.peer_on(2, 3));
+    cluster.must_get_equal(b"a", b"a");
+    cluster.must_put(b"c", b"c");
+    cluster.must_applied_on(3, b"c", Some(b"c"));
 }

@@ -81,6 +81,10 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                     self.peer.on_catch_up_logs(ctx, target_region_id, commit, entries)
                 }
                 PeerMsg::MergeResult { target } => self.peer.on_merge_result(ctx, target),
+                PeerMsg::StopForSnapshot { target } => self.peer.on_stop_for_snapshot(ctx, target),
+                PeerMsg::SnapshotSourceStopped { source } => {
+                    self.peer.on_snapshot_source_stopped(source)
+                }
             }
         }
         if !self.peer.is_stopped() && !self.peer.is_pending_remove() {
@@ -108,6 +112,7 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
         let gone = || self.peer.removal_error();
         match msg {
             PeerMsg::ApplyDestroyed => self.peer.on_apply_destroyed(ctx),
+            PeerMsg::StopForSnapshot { target } => self.peer.on_stop_for_snapshot(ctx, target),
             PeerMsg::RaftCommand(cmd) => cmd.callback.invoke_with_error(gone()),
             PeerMsg::SplitRegion { callback, .. } => callback.invoke_with_error(gone()),
             PeerMsg::RaftMessage(_)
@@ -120,7 +125,8 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
             | PeerMsg::SplitCheckResult { .. }
             | PeerMsg::ProposeCommitMerge { .. }
             | PeerMsg::CatchUpLogs { .. }
-            | PeerMsg::MergeResult { .. } => {}
+            | PeerMsg::MergeResult { .. }
+            | PeerMsg::SnapshotSourceStopped { .. } => {}
         }
     }
 }

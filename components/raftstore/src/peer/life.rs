@@ -27,6 +27,7 @@ use slog::{error, info, warn};
 use super::Peer;
 use crate::apply::ApplyTask;
 use crate::error::Error;
+use crate::msg::PeerMsg;
 use crate::store::{life, PollContext};
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -49,6 +50,14 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// Phase 2 (see the module doc).
     pub fn on_apply_destroyed<T>(&mut self, ctx: &mut PollContext<EK, ER, T>) {
         if self.life.stopped {
+            return;
+        }
+        if let Some(target) = self.life.replaced_by {
+            // A merge target's snapshot replaces this peer: its write tombstones it and
+            // unregisters it (`snapshot`, step 4a). Nothing of this region is written now.
+            self.life.stopped_for_snapshot = true;
+            let _ =
+                ctx.router.send(target, PeerMsg::SnapshotSourceStopped { source: self.region_id });
             return;
         }
         let region = self.region().clone();

@@ -82,6 +82,8 @@ pub(super) struct MergeStatus<S> {
     catching_up: Option<u64>,
     /// Commands held while merging, with their deadlines (step 2).
     held: VecDeque<(RaftCommand<S>, Instant)>,
+    /// The target a merged peer told this (stale) one it merged into (`on_merge_target_msg`).
+    learned_target: Option<metapb::Region>,
 }
 
 impl<S> Default for MergeStatus<S> {
@@ -93,6 +95,7 @@ impl<S> Default for MergeStatus<S> {
             rollback_proposed: None,
             catching_up: None,
             held: VecDeque::new(),
+            learned_target: None,
         }
     }
 }
@@ -385,7 +388,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             "commit" => state.commit, "version" => epoch(&region).version);
         ctx.stats.record_merge_prepared();
         self.raft_group.mut_store().set_region(region.clone());
-        ctx.store_meta.lock().set_region(region);
+        {
+            let mut meta = ctx.store_meta.lock();
+            meta.set_region(region);
+            if let Some(target) = &state.target {
+                meta.set_merge_source(self.region_id, target.clone());
+            }
+        }
         self.merge.proposed = None;
         self.merge.state = Some(state);
         self.merge.rollback_votes.clear();
@@ -519,7 +528,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         info!(self.logger, "merge rolled back"; "commit" => commit, "version" => epoch(&region).version);
         ctx.stats.record_merge_rolled_back();
         self.raft_group.mut_store().set_region(region.clone());
-        ctx.store_meta.lock().set_region(region);
+        {
+            let mut meta = ctx.store_meta.lock();
+            meta.set_region(region);
+            meta.clear_merge_source(self.region_id);
+        }
         self.merge =
             MergeStatus { held: std::mem::take(&mut self.merge.held), ..Default::default() };
         self.heartbeat_pd(ctx);
@@ -677,9 +690,79 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.destroy(ctx);
     }
 
-    /// The tombstone's merge state of a merged source: the target as the merge recorded it.
+    /// The tombstone's merge state of a merged source: the target as the merge recorded it
+    /// (or as a merged peer told it, `on_merge_target_msg`).
     pub(super) fn merged_tombstone_state(&self) -> Option<MergeState> {
-        self.life.merged_into.as_ref().and(self.merge.state.clone())
+        self.life.merged_into.as_ref()?;
+        self.merge.state.clone().or_else(|| {
+            let target = self.merge.learned_target.clone()?;
+            Some(MergeState { target: Some(target), ..Default::default() })
+        })
+    }
+
+    /// A store where this region's peer is a merged tombstone says the region merged into
+    /// `target` (as the merge recorded it): this peer missed the merge (cut off while it
+    /// ran). It is never served again. Its local target either replays the CommitMerge from
+    /// its log (and this peer catches up, step 6) or gets a snapshot that replaces this peer
+    /// (`snapshot`, step 4a), for which it is recorded as a source now. If the local target
+    /// is already past the merge, or gone, nothing needs this peer: it destroys itself.
+    pub(super) fn on_merge_target_msg<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        target: metapb::Region,
+    ) {
+        let local = {
+            let mut meta = ctx.store_meta.lock();
+            meta.set_merge_source(self.region_id, target.clone());
+            meta.region(RegionId(target.id)).cloned()
+        };
+        if self.merge.learned_target.is_none() {
+            info!(self.logger, "told that this region merged into another"; "target" => target.id,
+                "target_version" => epoch(&target).version);
+        }
+        self.merge.learned_target = Some(target.clone());
+        let past = match &local {
+            Some(l) => epoch(l).version > epoch(&target).version,
+            None => matches!(
+                ctx.engines
+                    .kv
+                    .get_msg_cf::<RegionLocalState>(CF_RAFT, &keys::region_state_key(RegionId(target.id))),
+                Ok(Some(s)) if s.state == PeerState::Tombstone as i32
+            ),
+        };
+        if past && !self.life.pending_remove {
+            info!(self.logger, "the merge target here is past the merge: destroying this peer");
+            if let Some(l) = local {
+                self.life.merged_into = Some(l);
+            }
+            self.destroy(ctx);
+        }
+    }
+
+    /// `snapshot` step 4a, on the source: a snapshot of `target` replaces this region.
+    pub(super) fn on_stop_for_snapshot<T>(
+        &mut self,
+        ctx: &mut PollContext<EK, ER, T>,
+        target: RegionId,
+    ) {
+        let recorded = ctx.store_meta.lock().merge_target_of(self.region_id).map(|t| t.id);
+        if recorded != Some(target.get()) {
+            warn!(self.logger, "asked to stop for a region this one does not merge into";
+                "target" => target, "recorded" => recorded);
+            return;
+        }
+        if self.life.stopped_for_snapshot {
+            let _ =
+                ctx.router.send(target, PeerMsg::SnapshotSourceStopped { source: self.region_id });
+            return;
+        }
+        if self.life.pending_remove {
+            return; // being destroyed for another reason; the snapshot waits for that
+        }
+        info!(self.logger, "stopping: a snapshot of the merge target replaces this region";
+            "target" => target);
+        self.life.replaced_by = Some(target);
+        self.destroy(ctx);
     }
 
     /// Step 8's votes travel as `ExtraMessage`s; the caller checked the sender is a member.

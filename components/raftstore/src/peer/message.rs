@@ -70,6 +70,19 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             return;
         }
+        if let Some(target) = &msg.merge_target {
+            // A member's store where this region merged away says where (`merge`).
+            let from_member = msg
+                .from_peer
+                .as_ref()
+                .is_some_and(|p| find_peer_by_id(self.region(), PeerId(p.id)).is_some());
+            if from_member && msg.to_peer.as_ref().is_some_and(|t| t.id == self.meta.id) {
+                self.on_merge_target_msg(ctx, target.clone());
+            } else {
+                ctx.stats.record_message_dropped(DroppedMessage::WrongPeer);
+            }
+            return;
+        }
         if msg.is_tombstone {
             if msg.to_peer.as_ref().is_some_and(|p| p.id == self.meta.id) {
                 self.on_tombstone_msg(ctx, &msg);

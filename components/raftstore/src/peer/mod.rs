@@ -128,6 +128,8 @@ struct ReadyState {
     /// The last log index handed to the apply FSM (or restored by a snapshot): a snapshot is
     /// persisted only once everything before it was applied (`snapshot`, step 5).
     sent_to_apply: u64,
+    /// Merge sources that stopped for the pending snapshot (`snapshot`, step 4a).
+    sources_stopped: std::collections::HashSet<RegionId>,
 }
 
 /// Where the peer is in its life.
@@ -150,6 +152,12 @@ struct LifeState<S> {
     /// Set when this peer, a merge source, is destroyed because its target absorbed it
     /// (`merge`, step 7): the target after the merge. Its data stays (it is the target's).
     merged_into: Option<metapb::Region>,
+    /// Set when this peer, a merge source, stops because a snapshot of its target replaces
+    /// it (`snapshot`, step 4a): the target. The target's snapshot write tombstones it and
+    /// unregisters it; it only stops its apply FSM and reports.
+    replaced_by: Option<RegionId>,
+    /// Its apply FSM stopped for that snapshot.
+    stopped_for_snapshot: bool,
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -208,6 +216,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 leader_missing_since: None,
                 leader_missing_reported: false,
                 merged_into: None,
+                replaced_by: None,
+                stopped_for_snapshot: false,
             },
             applied_term,
             peer_cache: HashMap::new(),

@@ -46,11 +46,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return false;
         }
         if self.raft_group.raft.raft_log.unstable.snapshot.is_some()
-            && self.applied_index().get() < self.ready.sent_to_apply
+            && (self.applied_index().get() < self.ready.sent_to_apply
+                || !self.snapshot_sources_stopped(ctx))
         {
             // The apply FSM is still applying entries before the snapshot; persisting it now
             // would let those rounds write their older apply state after the snapshot's. Its
-            // next apply result brings the peer back here.
+            // next apply result brings the peer back here. Or merge sources the snapshot
+            // replaces are still applying (`snapshot`, step 4a): their reports bring it back.
             return false;
         }
         let mut ready = self.raft_group.ready();

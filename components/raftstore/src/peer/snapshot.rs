@@ -28,8 +28,10 @@
 use crossbeam_channel::bounded;
 use engine_traits::{KvEngine, Mutable, RaftEngine, RaftLogBatch, WriteOptions, CF_RAFT};
 use prost::Message as _;
+use proto::metapb;
 use proto::raft_serverpb::{
-    PeerState, RaftApplyState, RaftMessage, RaftSnapshotData, RaftTruncatedState, RegionLocalState,
+    MergeState, PeerState, RaftApplyState, RaftMessage, RaftSnapshotData, RaftTruncatedState,
+    RegionLocalState,
 };
 use raft::eraftpb::{Message, Snapshot};
 use raft::SnapshotStatus;
@@ -42,7 +44,7 @@ use crate::apply::ApplyTask;
 use crate::msg::PeerMsg;
 use crate::snap::{Side, SnapKey};
 use crate::stats::DroppedMessage;
-use crate::store::PollContext;
+use crate::store::{life, PollContext};
 use crate::transport::Transport;
 use crate::util::{conf_state_from_region, epoch, find_peer_by_id, is_epoch_stale};
 
@@ -133,11 +135,45 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         // Reserved until persisted (or until raft turns out not to take it): no other
         // snapshot can claim an overlapping range meanwhile (`release_unused_reservation`).
-        if let Err(other) = ctx.store_meta.lock().reserve_snapshot(&region) {
+        // Merge sources of this region that it covers are replaced by it (step 4a).
+        let mut meta = ctx.store_meta.lock();
+        let sources = match meta.overlap_other_than(&region) {
+            Some(_) => meta.snapshot_sources(&region).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if let Err(other) = meta.reserve_snapshot(&region, &sources) {
             info!(self.logger, "snapshot overlaps another region here"; "other" => other.get());
             return Err(DroppedMessage::SnapshotRejected);
         }
+        drop(meta);
+        if !sources.is_empty() {
+            info!(self.logger, "snapshot replaces merge sources here"; "sources" => ?sources);
+        }
+        for s in sources {
+            // Gone: it is destroyed already; `snapshot_sources` no longer lists it then.
+            let _ = ctx.router.send(s, PeerMsg::StopForSnapshot { target: self.region_id });
+        }
         Ok(())
+    }
+
+    /// Step 4a: a snapshot that replaces merge sources waits until each has stopped applying
+    /// (`SnapshotSourceStopped`): from then on nothing writes their ranges but the snapshot.
+    pub(super) fn snapshot_sources_stopped<T>(&self, ctx: &PollContext<EK, ER, T>) -> bool {
+        let Some(snap) = self.raft_group.raft.raft_log.unstable.snapshot.as_ref() else {
+            return true;
+        };
+        let Some(region) = RaftSnapshotData::decode(snap.get_data()).ok().and_then(|d| d.region)
+        else {
+            return true; // checked when received; `persist_snapshot` panics on it
+        };
+        let sources = ctx.store_meta.lock().snapshot_sources(&region).unwrap_or_default();
+        sources.iter().all(|s| self.ready.sources_stopped.contains(s))
+    }
+
+    /// Step 4a: a merge source asked to stop has stopped.
+    pub fn on_snapshot_source_stopped(&mut self, source: RegionId) {
+        info!(self.logger, "merge source stopped for the snapshot"; "source" => source);
+        self.ready.sources_stopped.insert(source);
     }
 
     /// Step 5, for the snapshot of the ready being handled. Storage errors are fatal.
@@ -173,12 +209,34 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         wb.put_msg_cf(CF_RAFT, &keys::region_state_key(self.region_id), &state);
         wb.put_msg_cf(CF_RAFT, &keys::apply_state_key(self.region_id), &apply_state);
         wb.put_msg_cf(CF_RAFT, &keys::snapshot_raft_state_key(self.region_id), &raft_state);
+        // The merge sources it replaces (step 4a, all stopped) become tombstones in the same
+        // write: a crash leaves either both or neither.
+        let sources: Vec<metapb::Region> = {
+            let meta = ctx.store_meta.lock();
+            let ids = meta.snapshot_sources(&region).unwrap_or_default();
+            ids.iter().filter_map(|id| meta.region(*id).cloned()).collect()
+        };
+        for source in &sources {
+            let tombstone = RegionLocalState {
+                state: PeerState::Tombstone as i32,
+                region: Some(source.clone()),
+                merge_state: Some(MergeState {
+                    target: Some(region.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            wb.put_msg_cf(CF_RAFT, &keys::region_state_key(RegionId(source.id)), &tombstone);
+        }
         if let Err(e) = ctx.engines.kv.write(&mut wb, &WriteOptions::synced()) {
             error!(self.logger, "cannot persist snapshot state"; "err" => %e);
             panic!("region {}: cannot persist snapshot state: {e}", self.region_id);
         }
         ctx.raft_wb.clean(self.region_id);
         ctx.raft_wb.put_raft_state(self.region_id, &raft_state);
+        for source in &sources {
+            ctx.raft_wb.clean(RegionId(source.id));
+        }
         ctx.sync_needed = true;
         self.raft_group.mut_store().on_snapshot(region.clone(), apply_state, hs, Term(term));
         self.answer_proposals_covered_by_snapshot(index);
@@ -186,10 +244,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.peer_cache.insert(p.id, p.clone());
         }
         {
-            // Reserved when checked: nothing overlaps it (`StoreMeta::reserve_snapshot`).
+            // Reserved when checked: nothing overlaps it (`StoreMeta::reserve_snapshot`) but
+            // the sources it replaces, which leave the store now.
             let mut meta = ctx.store_meta.lock();
+            for source in &sources {
+                info!(self.logger, "merge source replaced by the snapshot"; "source" => source.id);
+                life::unregister_region(&ctx.fsm_handles(), &mut meta, RegionId(source.id));
+            }
             meta.release_snapshot(self.region_id);
             meta.set_region(region.clone());
+            self.ready.sources_stopped.clear();
         }
         self.ready.snapshot_reserved = false;
         let key = SnapKey { region_id: self.region_id, term: Term(term), index: LogIndex(index) };

@@ -17,7 +17,11 @@
 //!    shows was removed before this store's peer (its epoch is older and its peer id is not
 //!    in the tombstone's region) is answered `is_tombstone` with the tombstone's epoch, so it
 //!    stops campaigning even when every member it knows of has gone too (its own PD check,
-//!    `peer::stale`, is the other way out).
+//!    `peer::stale`, is the other way out);
+//! 4. for a region merged away on this store (a tombstone with a merge state): checked
+//!    before case 1, whose range test would take it for a region not split yet (the range is
+//!    the target's now). A member is answered `merge_target` (`peer::merge`: it missed the
+//!    merge and learns where the region went), anyone else as in case 3.
 
 use batch_system::{Fsm, Inbox};
 use engine_traits::{KvEngine, RaftEngine, CF_RAFT};
@@ -95,6 +99,17 @@ impl StoreFsm {
             drop(meta);
             let _ = ctx.router.send(region_id, PeerMsg::RaftMessage(Box::new(msg)));
             return;
+        }
+        if local.as_ref().is_some_and(is_merged_tombstone) {
+            // A region merged away here (its range is the target's now, so this comes before
+            // the "not split yet" rule): a member still alive elsewhere missed the merge and
+            // is told where the region went; anyone else is told it is gone.
+            drop(meta);
+            let l = local.as_ref().expect("checked");
+            if let Some(answer) = merged_answer(l, &msg).or_else(|| tombstone_answer(l, &msg)) {
+                let _ = ctx.transport.send(answer);
+            }
+            return self.drop_message(ctx, &msg, DroppedMessage::Tombstone);
         }
         if meta.overlapping(&msg.start_key, &msg.end_key).is_some() {
             if matches!(
@@ -189,6 +204,29 @@ fn stale_for_local_state(local: &RegionLocalState, msg: &RaftMessage) -> Option<
     } else {
         None
     }
+}
+
+/// A tombstone left by a merge: the region's range went to the target its merge state names.
+fn is_merged_tombstone(local: &RegionLocalState) -> bool {
+    local.state == PeerState::Tombstone as i32
+        && local.merge_state.as_ref().is_some_and(|m| m.target.is_some())
+}
+
+/// The answer to a member of a merged region (module doc, case 4): `merge_target`, the region
+/// it merged into as its merge recorded it, from the peer the message was for.
+fn merged_answer(local: &RegionLocalState, msg: &RaftMessage) -> Option<RaftMessage> {
+    let region = local.region.as_ref()?;
+    let target = local.merge_state.as_ref()?.target.clone()?;
+    let from = msg.from_peer.clone()?;
+    find_peer_by_id(region, util::PeerId(from.id))?;
+    Some(RaftMessage {
+        region_id: msg.region_id,
+        from_peer: msg.to_peer.clone(),
+        to_peer: Some(from),
+        region_epoch: region.region_epoch,
+        merge_target: Some(target),
+        ..Default::default()
+    })
 }
 
 /// The answer to a message from a sender that this store's tombstone of the region shows was

@@ -32,6 +32,11 @@ pub struct StoreMeta {
     /// yet: another snapshot overlapping one is refused, so two pollers cannot both accept
     /// overlapping snapshots (`peer::snapshot`, step 4).
     pending_snapshots: HashMap<RegionId, metapb::Region>,
+    /// Merge sources here and the target each merges into, as its PrepareMerge recorded it
+    /// or as a merged peer's answer told it (`peer::merge`): a snapshot of that target that
+    /// covers a source replaces the source (`snapshot_sources`). Bounded by the regions here
+    /// (an entry leaves with its region).
+    merge_sources: HashMap<RegionId, metapb::Region>,
 }
 
 impl StoreMeta {
@@ -43,6 +48,7 @@ impl StoreMeta {
             pending_msgs: VecDeque::new(),
             uninitialized: HashSet::new(),
             pending_snapshots: HashMap::new(),
+            merge_sources: HashMap::new(),
         }
     }
 
@@ -81,10 +87,17 @@ impl StoreMeta {
         (region_start < keys::enc_end_key(end)).then_some(region)
     }
 
-    /// Reserves `region`'s range for a snapshot about to be stepped, unless a region here or
-    /// another reserved snapshot (other than `region` itself) overlaps it: then the id of one.
-    pub fn reserve_snapshot(&mut self, region: &metapb::Region) -> Result<(), RegionId> {
-        if let Some(other) = self.overlap_other_than(region) {
+    /// Reserves `region`'s range for a snapshot about to be stepped, unless a region here
+    /// (other than `region` itself and the merge sources it `replaces`) or another reserved
+    /// snapshot overlaps it: then the id of one.
+    pub fn reserve_snapshot(
+        &mut self,
+        region: &metapb::Region,
+        replaces: &[RegionId],
+    ) -> Result<(), RegionId> {
+        if let Some(other) =
+            self.overlapping_ids(region).into_iter().find(|id| !replaces.contains(id))
+        {
             return Err(other);
         }
         let overlaps = |r: &metapb::Region| {
@@ -107,19 +120,60 @@ impl StoreMeta {
 
     /// A region here, other than `region` itself, whose range overlaps `region`'s.
     pub fn overlap_other_than(&self, region: &metapb::Region) -> Option<RegionId> {
+        self.overlapping_ids(region).into_iter().next()
+    }
+
+    /// Every region here, other than `region` itself, whose range overlaps `region`'s.
+    fn overlapping_ids(&self, region: &metapb::Region) -> Vec<RegionId> {
         use std::ops::Bound::{Excluded, Unbounded};
         let start = keys::data_key(&region.start_key);
         let end = keys::enc_end_key(&region.end_key);
+        let mut out = Vec::new();
         for (_, id) in self.ranges.range::<[u8], _>((Excluded(start.as_slice()), Unbounded)) {
             let other = &self.regions[id];
             if keys::data_key(&other.start_key) >= end {
                 break;
             }
             if other.id != region.id {
-                return Some(*id);
+                out.push(*id);
             }
         }
-        None
+        out
+    }
+
+    /// Records that `source` merges (or merged) into `target` (see `merge_sources`).
+    pub fn set_merge_source(&mut self, source: RegionId, target: metapb::Region) {
+        if self.regions.contains_key(&source) {
+            self.merge_sources.insert(source, target);
+        }
+    }
+
+    pub fn clear_merge_source(&mut self, source: RegionId) {
+        self.merge_sources.remove(&source);
+    }
+
+    pub fn merge_target_of(&self, source: RegionId) -> Option<&metapb::Region> {
+        self.merge_sources.get(&source)
+    }
+
+    /// The regions here a snapshot of `region` replaces (`peer::snapshot`, step 4): `Some`
+    /// only if every region overlapping it is a merge source of `region`, recorded at an
+    /// older version of it, with a range inside `region`'s. Coverage alone is not enough:
+    /// after a split, a merge and another split, a region may live on elsewhere.
+    pub fn snapshot_sources(&self, region: &metapb::Region) -> Option<Vec<RegionId>> {
+        let version = |r: &metapb::Region| r.region_epoch.unwrap_or_default().version;
+        let mut out = Vec::new();
+        for id in self.overlapping_ids(region) {
+            let target = self.merge_sources.get(&id)?;
+            let source = &self.regions[&id];
+            let inside = keys::data_key(&source.start_key) >= keys::data_key(&region.start_key)
+                && keys::enc_end_key(&source.end_key) <= keys::enc_end_key(&region.end_key);
+            if target.id != region.id || version(target) >= version(region) || !inside {
+                return None;
+            }
+            out.push(id);
+        }
+        (!out.is_empty()).then_some(out)
     }
 
     /// The regions here adjacent to `region` (ending at its start, starting at its end).
@@ -178,6 +232,7 @@ impl StoreMeta {
 
     pub fn remove_region(&mut self, id: RegionId) -> Option<metapb::Region> {
         self.uninitialized.remove(&id);
+        self.merge_sources.remove(&id);
         let region = self.regions.remove(&id)?;
         let end = keys::enc_end_key(&region.end_key);
         if self.ranges.get(&end) == Some(&id) {

@@ -147,14 +147,24 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
             logger: &self.logger,
         };
         let mut fsms = Vec::with_capacity(regions.len());
+        let mut merging_sources = Vec::new();
         for state in regions {
             let merging = (state.state == PeerState::Merging as i32)
                 .then(|| state.merge_state.clone().unwrap_or_default());
             let region = state.region.expect("checked by load_regions");
+            if let Some(target) = merging.as_ref().and_then(|m| m.target.clone()) {
+                merging_sources.push((RegionId(region.id), target));
+            }
             fsms.push(life::build_region(&handles, &region, merging)?);
         }
         info!(self.logger, "loaded regions"; "count" => fsms.len(), "store_id" => store_id);
-        life::register_regions(&handles, &mut store_meta.lock(), fsms);
+        {
+            let mut meta = store_meta.lock();
+            life::register_regions(&handles, &mut meta, fsms);
+            for (source, target) in merging_sources {
+                meta.set_merge_source(source, target);
+            }
+        }
         for (region, key) in applying {
             info!(self.logger, "applying a snapshot again"; "region_id" => region.id, "key" => %key);
             let _ =
