@@ -272,7 +272,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         // The entries a laggard still needs are replayed at the target: no admin command
         // among them (an epoch change there would diverge), and they must fit one entry.
-        let low = min_matched.min(min_committed) + 1;
+        // From this leader's applied index too: an epoch change committed but not applied
+        // here would make the PrepareMerge fail at apply.
+        let low = min_matched.min(min_committed).min(self.applied_index().get()) + 1;
         let entries = raft
             .raft_log
             .slice(low, last + 1, None, GetEntriesContext::empty(false))
@@ -370,6 +372,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
     }
 
+    /// An apply result reached `applied`: a PrepareMerge this leader proposed at or below it
+    /// applied, successfully (`on_ready_prepare_merge` took it) or not (its epoch check
+    /// failed): either way it fences nothing any more.
+    pub(super) fn on_merge_proposal_applied(&mut self, applied: u64) {
+        if self.merge.proposed.is_some_and(|(i, _)| i.get() <= applied) {
+            self.merge.proposed = None;
+        }
+    }
+
     /// The pending PrepareMerge will not apply (overwritten, leadership lost).
     pub(super) fn on_prepare_merge_dropped(&mut self, index: LogIndex) {
         if self.merge.proposed.is_some_and(|(i, _)| i == index) {
@@ -390,7 +401,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.mut_store().set_region(region.clone());
         {
             let mut meta = ctx.store_meta.lock();
-            meta.set_region(region);
+            // Same range, new epoch; unless the target already took the range (this peer's
+            // apply caught up, step 6, and another poller applied the target's merge first).
+            if meta.region(self.region_id).is_some() {
+                meta.set_region(region);
+            }
             if let Some(target) = &state.target {
                 meta.set_merge_source(self.region_id, target.clone());
             }
@@ -694,10 +709,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// (or as a merged peer told it, `on_merge_target_msg`).
     pub(super) fn merged_tombstone_state(&self) -> Option<MergeState> {
         self.life.merged_into.as_ref()?;
-        self.merge.state.clone().or_else(|| {
-            let target = self.merge.learned_target.clone()?;
-            Some(MergeState { target: Some(target), ..Default::default() })
-        })
+        // What a merged peer told this one is newer than this peer's own merge state.
+        match &self.merge.learned_target {
+            Some(t) => Some(MergeState { target: Some(t.clone()), ..Default::default() }),
+            None => self.merge.state.clone(),
+        }
     }
 
     /// A store where this region's peer is a merged tombstone says the region merged into
@@ -745,10 +761,15 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
         target: RegionId,
     ) {
-        let recorded = ctx.store_meta.lock().merge_target_of(self.region_id).map(|t| t.id);
-        if recorded != Some(target.get()) {
-            warn!(self.logger, "asked to stop for a region this one does not merge into";
-                "target" => target, "recorded" => recorded);
+        // The target checked, when it reserved the snapshot, that this region was recorded
+        // as its merge source at an older version and lies inside the snapshot's range:
+        // whatever this peer applied since (a rollback, even), the snapshot is newer and
+        // covers it. Once stopped, it stays stopped until the snapshot's write removes it.
+        if self.merge.catching_up.is_some() {
+            // A CommitMerge needs this peer; a target asks only once its own apply caught up,
+            // so no paused CommitMerge of that target waits for this one.
+            warn!(self.logger, "asked to stop for a snapshot while catching up; ignored";
+                "target" => target);
             return;
         }
         if self.life.stopped_for_snapshot {

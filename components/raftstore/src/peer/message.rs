@@ -25,7 +25,7 @@ use proto::raft_serverpb::RaftMessage;
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use slog::{debug, info};
-use util::PeerId;
+use util::{PeerId, RegionId};
 
 use super::Peer;
 use crate::stats::DroppedMessage;
@@ -91,8 +91,8 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
             return;
         }
-        let m = match self.check_message(ctx, &msg) {
-            Ok(m) => m,
+        let (m, sources) = match self.check_message(ctx, &msg) {
+            Ok(checked) => checked,
             Err(why) => {
                 debug!(self.logger, "raft message dropped"; "why" => why.as_str(),
                     "from" => msg.from_peer.as_ref().map_or(0, |p| p.id));
@@ -106,6 +106,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         };
         if m.get_msg_type() == MessageType::MsgSnapshot {
             self.ready.snapshot_reserved = true; // by `check_snapshot`
+            self.set_snapshot_sources(sources);
         }
         let from = msg.from_peer.expect("checked");
         if !self.peer_cache.contains_key(&from.id) {
@@ -128,11 +129,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     }
 
     /// Steps 1–4 of the module doc. Returns the decoded raft message.
+    /// Also returns the merge sources a snapshot replaces (`snapshot`, step 4a).
     fn check_message<T>(
         &self,
         ctx: &PollContext<EK, ER, T>,
         msg: &RaftMessage,
-    ) -> Result<Message, DroppedMessage> {
+    ) -> Result<(Message, Vec<RegionId>), DroppedMessage> {
         let store_id = ctx.store_id.get();
         let (Some(from), Some(to)) = (&msg.from_peer, &msg.to_peer) else {
             return Err(DroppedMessage::Malformed);
@@ -165,11 +167,13 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if m.term != 0 && m.term < self.raft_group.raft.term && !answered_at_older_term {
             return Err(DroppedMessage::StaleTerm);
         }
-        if m.get_msg_type() == MessageType::MsgSnapshot {
-            self.check_snapshot(ctx, &m)?;
-        }
+        let sources = if m.get_msg_type() == MessageType::MsgSnapshot {
+            self.check_snapshot(ctx, &m)?
+        } else {
+            Vec::new()
+        };
         self.check_log(&m)?;
-        Ok(m)
+        Ok((m, sources))
     }
 
     /// Step 3: what no correct peer sends, where raft-rs would panic on it or act on it.

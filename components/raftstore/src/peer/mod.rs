@@ -128,7 +128,10 @@ struct ReadyState {
     /// The last log index handed to the apply FSM (or restored by a snapshot): a snapshot is
     /// persisted only once everything before it was applied (`snapshot`, step 5).
     sent_to_apply: u64,
-    /// Merge sources that stopped for the pending snapshot (`snapshot`, step 4a).
+    /// Merge sources the reserved snapshot replaces (`snapshot`, step 4a), fixed when it was
+    /// checked; those asked to stop, and those that stopped.
+    snapshot_sources: Vec<RegionId>,
+    sources_asked: std::collections::HashSet<RegionId>,
     sources_stopped: std::collections::HashSet<RegionId>,
 }
 

@@ -192,6 +192,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             }
         }
         let applied = res.apply_state.applied_index;
+        self.on_merge_proposal_applied(applied);
         self.applied_term = res.applied_term;
         self.raft_group.mut_store().on_applied(res.apply_state);
         self.raft_group.advance_apply_to(applied);

@@ -102,12 +102,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         self.raft_group.report_snapshot(to, status);
     }
 
-    /// Step 4: whether raft may step this `MsgSnapshot`.
+    /// Step 4: whether raft may step this `MsgSnapshot`; the merge sources it replaces.
     pub(super) fn check_snapshot<T>(
         &self,
         ctx: &PollContext<EK, ER, T>,
         m: &Message,
-    ) -> Result<(), DroppedMessage> {
+    ) -> Result<Vec<RegionId>, DroppedMessage> {
         let snap = m.get_snapshot();
         let meta = snap.get_metadata();
         let data =
@@ -149,25 +149,39 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         if !sources.is_empty() {
             info!(self.logger, "snapshot replaces merge sources here"; "sources" => ?sources);
         }
-        for s in sources {
-            // Gone: it is destroyed already; `snapshot_sources` no longer lists it then.
-            let _ = ctx.router.send(s, PeerMsg::StopForSnapshot { target: self.region_id });
-        }
-        Ok(())
+        Ok(sources)
     }
 
-    /// Step 4a: a snapshot that replaces merge sources waits until each has stopped applying
-    /// (`SnapshotSourceStopped`): from then on nothing writes their ranges but the snapshot.
-    pub(super) fn snapshot_sources_stopped<T>(&self, ctx: &PollContext<EK, ER, T>) -> bool {
-        let Some(snap) = self.raft_group.raft.raft_log.unstable.snapshot.as_ref() else {
-            return true;
+    /// Step 4a: the sources the snapshot just stepped replaces, fixed while it is reserved.
+    pub(super) fn set_snapshot_sources(&mut self, sources: Vec<RegionId>) {
+        self.ready.snapshot_sources = sources;
+        self.ready.sources_stopped.clear();
+        self.ready.sources_asked.clear();
+    }
+
+    /// Step 4a: a snapshot raft took that replaces merge sources waits until each has
+    /// stopped applying (`SnapshotSourceStopped`): from then on nothing writes their ranges
+    /// but the snapshot. They are asked only now (raft took it, and this peer's apply has
+    /// caught up with everything before it, so no CommitMerge of theirs waits here: stopping
+    /// one that a paused CommitMerge needs would stall both), once each. A source destroyed
+    /// otherwise meanwhile (merged by the log) has nothing left to stop.
+    pub(super) fn snapshot_sources_stopped<T>(&mut self, ctx: &PollContext<EK, ER, T>) -> bool {
+        let live: Vec<RegionId> = {
+            let meta = ctx.store_meta.lock();
+            let sources = self.ready.snapshot_sources.iter().copied();
+            sources.filter(|s| meta.region(*s).is_some()).collect()
         };
-        let Some(region) = RaftSnapshotData::decode(snap.get_data()).ok().and_then(|d| d.region)
-        else {
-            return true; // checked when received; `persist_snapshot` panics on it
-        };
-        let sources = ctx.store_meta.lock().snapshot_sources(&region).unwrap_or_default();
-        sources.iter().all(|s| self.ready.sources_stopped.contains(s))
+        let mut all = true;
+        for s in live {
+            if self.ready.sources_stopped.contains(&s) {
+                continue;
+            }
+            all = false;
+            if self.ready.sources_asked.insert(s) {
+                let _ = ctx.router.send(s, PeerMsg::StopForSnapshot { target: self.region_id });
+            }
+        }
+        all
     }
 
     /// Step 4a: a merge source asked to stop has stopped.
@@ -210,18 +224,25 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         wb.put_msg_cf(CF_RAFT, &keys::apply_state_key(self.region_id), &apply_state);
         wb.put_msg_cf(CF_RAFT, &keys::snapshot_raft_state_key(self.region_id), &raft_state);
         // The merge sources it replaces (step 4a, all stopped) become tombstones in the same
-        // write: a crash leaves either both or neither.
-        let sources: Vec<metapb::Region> = {
+        // write: a crash leaves either both or neither. Each keeps the target its merge
+        // recorded, which a stale peer of it elsewhere compares with its own (`merge`).
+        let sources: Vec<(metapb::Region, metapb::Region)> = {
             let meta = ctx.store_meta.lock();
-            let ids = meta.snapshot_sources(&region).unwrap_or_default();
-            ids.iter().filter_map(|id| meta.region(*id).cloned()).collect()
+            let ids = std::mem::take(&mut self.ready.snapshot_sources);
+            ids.iter()
+                .filter_map(|id| {
+                    let target = meta.merge_target_of(*id).cloned();
+                    let target = target.unwrap_or_else(|| region.clone());
+                    meta.region(*id).cloned().map(|r| (r, target))
+                })
+                .collect()
         };
-        for source in &sources {
+        for (source, target) in &sources {
             let tombstone = RegionLocalState {
                 state: PeerState::Tombstone as i32,
                 region: Some(source.clone()),
                 merge_state: Some(MergeState {
-                    target: Some(region.clone()),
+                    target: Some(target.clone()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -234,7 +255,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         }
         ctx.raft_wb.clean(self.region_id);
         ctx.raft_wb.put_raft_state(self.region_id, &raft_state);
-        for source in &sources {
+        for (source, _) in &sources {
             ctx.raft_wb.clean(RegionId(source.id));
         }
         ctx.sync_needed = true;
@@ -247,7 +268,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             // Reserved when checked: nothing overlaps it (`StoreMeta::reserve_snapshot`) but
             // the sources it replaces, which leave the store now.
             let mut meta = ctx.store_meta.lock();
-            for source in &sources {
+            for (source, _) in &sources {
                 info!(self.logger, "merge source replaced by the snapshot"; "source" => source.id);
                 life::unregister_region(&ctx.fsm_handles(), &mut meta, RegionId(source.id));
             }
@@ -270,6 +291,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             return; // none, or taken: persisted at a coming ready
         }
         self.ready.snapshot_reserved = false;
+        self.ready.snapshot_sources.clear();
         ctx.store_meta.lock().release_snapshot(self.region_id);
     }
 

@@ -327,6 +327,36 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_replaces_only_recorded_merge_sources_it_covers() {
+        let versioned = |mut r: metapb::Region, v: u64| {
+            r.region_epoch = Some(metapb::RegionEpoch { conf_ver: 1, version: v });
+            r
+        };
+        let mut m = StoreMeta::new(StoreId(1));
+        m.set_region(versioned(region(1, b"", b"c"), 3));
+        m.set_region(versioned(region(2, b"c", b"f"), 3));
+        m.set_region(versioned(region(3, b"f", b""), 3));
+        // The target 3 as its snapshot shows it: widened to [c, +inf) at version 5.
+        let snap = versioned(region(3, b"c", b""), 5);
+        assert_eq!(m.snapshot_sources(&snap), None, "2 is not known to merge into 3");
+        assert!(m.reserve_snapshot(&snap, &[]).is_err());
+        m.set_merge_source(RegionId(2), versioned(region(3, b"f", b""), 3));
+        assert_eq!(m.snapshot_sources(&snap), Some(vec![RegionId(2)]));
+        assert!(m.reserve_snapshot(&snap, &[RegionId(2)]).is_ok());
+        m.release_snapshot(RegionId(3));
+        // Not at a newer version of the target than the merge recorded: not proof.
+        assert_eq!(m.snapshot_sources(&versioned(region(3, b"c", b""), 3)), None);
+        // Only part of the source covered (the target split after the merge): not replaced.
+        assert_eq!(m.snapshot_sources(&versioned(region(3, b"d", b""), 5)), None);
+        // Recorded for another target: not replaced.
+        m.set_merge_source(RegionId(2), versioned(region(1, b"", b"c"), 3));
+        assert_eq!(m.snapshot_sources(&snap), None);
+        // A region leaving the meta takes its record along.
+        m.remove_region(RegionId(2));
+        assert!(m.merge_target_of(RegionId(2)).is_none());
+    }
+
+    #[test]
     #[should_panic(expected = "overlaps")]
     fn overlapping_regions_panic() {
         let mut m = StoreMeta::new(StoreId(1));
