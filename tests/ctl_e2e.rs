@@ -138,3 +138,55 @@ fn ctl_splits_regions_and_refuses_bad_keys() {
     let shown = ctl_json(&cluster, &["region", "show", "--key", "e"]);
     assert_eq!((shown["start_key"].as_str(), shown["end_key"].as_str()), (Some("d"), Some("g")));
 }
+
+/// `region merge` end to end: the store merges through PD's operator, PD's routing follows,
+/// the data of both sides is read back through the official path, and refusals are clear.
+#[test]
+fn ctl_merges_regions_and_refuses_what_cannot_merge() {
+    let cluster = TestCluster::start(3);
+    wait_for("the cluster to accept writes", Duration::from_secs(60), || {
+        ctl(&cluster.pd_addr, &["put", "a", "1"]).0.then_some(())
+    });
+    for k in ["c", "m", "x"] {
+        ctl_ok(&cluster, &["put", k, k]);
+    }
+    let regions = ctl_json(&cluster, &["region", "split", "--key", "g", "--key", "m"]);
+    let ids: Vec<u64> =
+        regions.as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), 3);
+    wait_for("PD to know every part with a leader", Duration::from_secs(30), || {
+        let r = ctl_json(&cluster, &["region", "list"]);
+        let r = r.as_array()?;
+        (r.len() == 3 && r.iter().all(|r| !r["leader"].is_null())).then_some(())
+    });
+    // Not adjacent: [, g) and [m, ).
+    let (ok, _, err) = ctl(
+        &cluster.pd_addr,
+        &["region", "merge", "--source", &ids[0].to_string(), "--target", &ids[2].to_string()],
+    );
+    assert!(!ok && err.contains("adjacent"), "{err}");
+    // By key: c's region [, g) into its right neighbour [g, m).
+    let out = ctl_ok(&cluster, &["region", "merge", "--key", "c"]);
+    assert!(out.contains("merged"), "{out}");
+    wait_for("PD to route by the merged layout", Duration::from_secs(30), || {
+        let r = ctl_json(&cluster, &["region", "list"]);
+        let r = r.as_array()?;
+        // `region list` shows keys in hex: "6d" is "m".
+        (r.len() == 2 && r[0]["end_key"].as_str() == Some("6d")).then_some(())
+    });
+    // By ids: the rest into one region.
+    let left = ctl_json(&cluster, &["region", "show", "--key", "a"]);
+    let right = ctl_json(&cluster, &["region", "show", "--key", "x"]);
+    let (l, r) = (left["id"].as_u64().unwrap(), right["id"].as_u64().unwrap());
+    ctl_ok(&cluster, &["region", "merge", "--source", &r.to_string(), "--target", &l.to_string()]);
+    wait_for("one region", Duration::from_secs(30), || {
+        let r = ctl_json(&cluster, &["region", "list"]);
+        (r.as_array()?.len() == 1).then_some(())
+    });
+    for k in ["a", "c", "m", "x"] {
+        let got = ctl_json(&cluster, &["get", k]);
+        assert_eq!(got["found"], true, "{k}");
+    }
+    ctl_ok(&cluster, &["put", "z", "after-merge"]);
+    assert_eq!(ctl_ok(&cluster, &["get", "z"]).trim(), "after-merge");
+}
