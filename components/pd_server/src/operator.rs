@@ -337,18 +337,25 @@ pub fn plan(
         }
         Kind::MergeRegion => unreachable!("merge-region involves two regions: see plan_merge"),
     };
-    Ok(Operator {
-        kind: req.kind,
-        region_id: r.id,
-        version: r.region_epoch.as_ref().map_or(0, |e| e.version),
-        steps,
-        current: 0,
-        status: Status::Running,
-        created_unix_ms: now_ms,
-        step_started_unix_ms: now_ms,
-        finished_unix_ms: None,
-        merge_conf_ver: None,
-    })
+    Ok(Operator::start(req.kind, r, steps, now_ms))
+}
+
+impl Operator {
+    /// A running operator of `kind` on `region` (at its current version), at its first step.
+    fn start(kind: Kind, region: &metapb::Region, steps: Vec<Step>, now_ms: u64) -> Operator {
+        Operator {
+            kind,
+            region_id: region.id,
+            version: region.region_epoch.as_ref().map_or(0, |e| e.version),
+            steps,
+            current: 0,
+            status: Status::Running,
+            created_unix_ms: now_ms,
+            step_started_unix_ms: now_ms,
+            finished_unix_ms: None,
+            merge_conf_ver: None,
+        }
+    }
 }
 
 /// Whether `s` can take a new peer: known, up, and heard from lately.

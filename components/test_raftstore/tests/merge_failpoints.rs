@@ -54,14 +54,24 @@ fn check_keys(cluster: &Cluster, keys: &[&[u8]], value: &[u8]) {
     }
 }
 
+/// Regions [, m) and [m, +inf) with a key in each, `failpoint` set, and region 1's merge into
+/// region 2 prepared: every store has region 1 `Merging`, unless `failpoint` lets the merge
+/// run past that (the caller waits for what it needs then).
+fn prepare_merge_with(failpoint: &str, wait_merging: bool) -> Cluster {
+    let cluster = cluster(&[b"m"]);
+    put_keys(&cluster, &[b"a", b"n"], b"1");
+    fail::cfg(failpoint, "return").unwrap();
+    cluster.try_merge(1, 2).expect("prepare merge");
+    if wait_merging {
+        wait_state(&cluster, 1, PeerState::Merging);
+    }
+    cluster
+}
+
 #[test]
 fn a_merge_whose_target_changed_rolls_back_and_a_second_merge_loses_nothing() {
     let scenario = fail::FailScenario::setup();
-    let cluster = cluster(&[b"m"]);
-    put_keys(&cluster, &[b"a", b"n"], b"1");
-    fail::cfg(HOLD, "return").unwrap();
-    cluster.try_merge(1, 2).expect("prepare merge");
-    wait_state(&cluster, 1, PeerState::Merging);
+    let cluster = prepare_merge_with(HOLD, true);
     let merging = cluster.region(1);
     // The target splits meanwhile: the merge recorded a target that no longer exists. (The
     // target's id keeps the right part, [x, +inf); its left neighbour is now [m, x).)
@@ -87,11 +97,7 @@ fn a_merge_whose_target_changed_rolls_back_and_a_second_merge_loses_nothing() {
 #[test]
 fn a_merge_held_across_a_restart_of_every_store_finishes() {
     let scenario = fail::FailScenario::setup();
-    let mut cluster = cluster(&[b"m"]);
-    put_keys(&cluster, &[b"a", b"n"], b"1");
-    fail::cfg(HOLD, "return").unwrap();
-    cluster.try_merge(1, 2).expect("prepare merge");
-    wait_state(&cluster, 1, PeerState::Merging);
+    let mut cluster = prepare_merge_with(HOLD, true);
     cluster.shutdown();
     fail::remove(HOLD);
     // `Merging` is loaded at start and the merge goes on.
@@ -104,13 +110,9 @@ fn a_merge_held_across_a_restart_of_every_store_finishes() {
 #[test]
 fn a_target_paused_for_its_source_resumes_after_a_restart() {
     let scenario = fail::FailScenario::setup();
-    let mut cluster = cluster(&[b"m"]);
-    put_keys(&cluster, &[b"a", b"n"], b"1");
     // The sources never answer the targets' catch-up: every target stays paused at its
     // CommitMerge.
-    fail::cfg("raftstore::merge::before_catch_up", "return").unwrap();
-    cluster.try_merge(1, 2).expect("prepare merge");
-    wait_state(&cluster, 1, PeerState::Merging);
+    let mut cluster = prepare_merge_with("raftstore::merge::before_catch_up", true);
     // Every target reached its CommitMerge and waits there.
     for s in 1..=3 {
         wait_for(&format!("store {s}'s target to wait for its source"), T, || {
@@ -129,11 +131,8 @@ fn a_target_paused_for_its_source_resumes_after_a_restart() {
 #[test]
 fn a_crash_after_the_target_applied_the_merge_keeps_it() {
     let scenario = fail::FailScenario::setup();
-    let mut cluster = cluster(&[b"m"]);
-    put_keys(&cluster, &[b"a", b"n"], b"1");
     // The targets apply the merge, but the sources are never told to go.
-    fail::cfg("raftstore::merge::before_source_destroy", "return").unwrap();
-    cluster.try_merge(1, 2).expect("prepare merge");
+    let mut cluster = prepare_merge_with("raftstore::merge::before_source_destroy", false);
     wait_state(&cluster, 1, PeerState::Tombstone);
     cluster.shutdown();
     fail::remove("raftstore::merge::before_source_destroy");
@@ -150,11 +149,7 @@ fn a_crash_after_the_target_applied_the_merge_keeps_it() {
 #[test]
 fn leadership_moves_while_merging_and_the_merge_finishes() {
     let scenario = fail::FailScenario::setup();
-    let cluster = cluster(&[b"m"]);
-    put_keys(&cluster, &[b"a", b"n"], b"1");
-    fail::cfg(HOLD, "return").unwrap();
-    cluster.try_merge(1, 2).expect("prepare merge");
-    wait_state(&cluster, 1, PeerState::Merging);
+    let cluster = prepare_merge_with(HOLD, true);
     let leader = cluster.wait_leader(1);
     let other = cluster.region(1).peers.into_iter().find(|p| p.id != leader.id).unwrap();
     cluster.must_transfer_leader(1, &other);

@@ -38,7 +38,7 @@
 
 use proto::metapb::{self, PeerRole};
 
-use super::{check_store_up, is_voter, voter, Kind, Operator, PlanError, Status, Step, StoreView};
+use super::{check_store_up, is_voter, voter, Kind, Operator, PlanError, Step, StoreView};
 use crate::region_tree::{epoch_key, RegionInfo};
 
 /// How long the `Merge` step may take (PrepareMerge, catch-up and CommitMerge).
@@ -108,18 +108,7 @@ pub fn plan_merge(
     );
     let mut steps = align_steps(s, t, new_peer_ids, |id| check_store_up(&store, id, now_ms))?;
     steps.push(Step::Merge { source: s.clone(), target: t.clone() });
-    Ok(Operator {
-        kind: Kind::MergeRegion,
-        region_id: s.id,
-        version: epoch_key(s).0,
-        steps,
-        current: 0,
-        status: Status::Running,
-        created_unix_ms: now_ms,
-        step_started_unix_ms: now_ms,
-        finished_unix_ms: None,
-        merge_conf_ver: None,
-    })
+    Ok(Operator::start(Kind::MergeRegion, s, steps, now_ms))
 }
 
 /// The steps that put the source's peers on the target's stores with the target's roles:
@@ -242,6 +231,7 @@ mod tests {
     use proto::pdpb;
 
     use super::*;
+    use crate::operator::Status;
     use crate::operator::STORE_HEARTBEAT_STALE_MS;
 
     const NOW: u64 = 1_000_000;

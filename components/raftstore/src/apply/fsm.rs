@@ -24,7 +24,8 @@ use super::compact::exec_compact_log;
 use super::conf_change::{apply_changes, requested_changes, to_raft_conf_change, v1_to_v2};
 use super::exec::{exec_write, WriteStats};
 use super::merge::{
-    check_source_state, exec_prepare_merge, exec_rollback_merge, merged_region, write_commit_merge,
+    check_merge_entries, check_source_state, exec_prepare_merge, exec_rollback_merge,
+    merged_region, write_commit_merge,
 };
 use super::poller::ApplyContext;
 use super::split::exec_batch_split;
@@ -473,6 +474,12 @@ impl<EK: KvEngine> ApplyFsm<EK> {
                         return Applied::Done(Err(self.undecodable_at(index, &why)));
                     }
                 }
+            }
+            // The source appends them to its log (`peer::merge`, step 6), where raft-rs
+            // assumes a run of entries ending at the PrepareMerge: anything else (only a
+            // leader that is not ours could commit it) applies as an error, alike everywhere.
+            if let Err(why) = check_merge_entries(&entries, req.commit) {
+                return Applied::Done(Err(self.undecodable_at(index, &why)));
             }
             info!(self.logger, "commit merge waits for the source"; "index" => index,
                 "source" => source_id, "source_commit" => req.commit, "entries" => entries.len());

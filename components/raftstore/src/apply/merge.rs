@@ -126,6 +126,26 @@ pub fn merged_region(target: &metapb::Region, source: &metapb::Region) -> Result
     Ok(merged)
 }
 
+/// Step 6: the source's entries a CommitMerge carries form one run `first..=commit` with
+/// `first > 0` and terms that never decrease (as any log's).
+pub fn check_merge_entries(
+    entries: &[raft::eraftpb::Entry],
+    commit: u64,
+) -> std::result::Result<(), String> {
+    let Some(first) = entries.first() else { return Err("no entries".into()) };
+    let contiguous = entries.iter().enumerate().all(|(i, e)| e.index == first.index + i as u64);
+    let ordered = entries.windows(2).all(|w| w[0].term <= w[1].term);
+    let ends = entries.last().is_some_and(|e| e.index == commit);
+    if first.index == 0 || !contiguous || !ordered || !ends {
+        return Err(format!(
+            "CommitMerge entries are not one run ending at {commit} (first {}, {} entries)",
+            first.index,
+            entries.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Step 6, resuming: the source's state as its apply FSM left it in the engine MUST be the
 /// `Merging` of exactly this CommitMerge (the region it carries, prepared at `commit`).
 /// Anything else means the source applied another PrepareMerge (TiKV #6460: merging with
@@ -210,6 +230,17 @@ mod tests {
         }
         // Two regions ending at +inf are not adjacent through their empty end keys.
         assert!(merged_region(&region(1, b"x", b"", 1), &region(2, b"y", b"", 1)).is_err());
+    }
+
+    #[test]
+    fn carried_entries_must_be_one_run_ending_at_the_commit() {
+        let e = |index, term| raft::eraftpb::Entry { index, term, ..Default::default() };
+        assert!(check_merge_entries(&[e(5, 2), e(6, 2), e(7, 3)], 7).is_ok());
+        assert!(check_merge_entries(&[], 7).is_err());
+        assert!(check_merge_entries(&[e(5, 2), e(7, 2)], 7).is_err(), "a gap");
+        assert!(check_merge_entries(&[e(5, 3), e(6, 2)], 6).is_err(), "term goes down");
+        assert!(check_merge_entries(&[e(5, 2), e(6, 2)], 7).is_err(), "ends short");
+        assert!(check_merge_entries(&[e(0, 2), e(1, 2)], 1).is_err(), "index 0");
     }
 
     #[test]

@@ -63,6 +63,7 @@ use crate::apply::ApplyTask;
 use crate::callback::Callback;
 use crate::error::{Error, Result};
 use crate::msg::{PeerMsg, PeerTick, RaftCommand};
+use crate::stats::DroppedMessage;
 use crate::store::PollContext;
 use crate::transport::Transport;
 use crate::util::{conf_state_from_region, epoch, is_joint, request_kind, RequestKind};
@@ -727,6 +728,11 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         ctx: &mut PollContext<EK, ER, T>,
         target: metapb::Region,
     ) {
+        // Only a region this one could have merged into: another one, adjacent to it.
+        if target.id == self.region_id.get() || merged_region(&target, self.region()).is_err() {
+            ctx.stats.record_message_dropped(DroppedMessage::Malformed);
+            return;
+        }
         let local = {
             let mut meta = ctx.store_meta.lock();
             meta.set_merge_source(self.region_id, target.clone());

@@ -35,7 +35,7 @@ use proto::raft_serverpb::{
 };
 use raft::eraftpb::{Message, Snapshot};
 use raft::SnapshotStatus;
-use slog::{error, info};
+use slog::{debug, error, info};
 use util::{LogIndex, RegionId, Term};
 
 use super::storage::encode_raft_state;
@@ -165,9 +165,21 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
     /// caught up with everything before it, so no CommitMerge of theirs waits here: stopping
     /// one that a paused CommitMerge needs would stall both), once each. A source destroyed
     /// otherwise meanwhile (merged by the log) has nothing left to stop.
+    ///
+    /// A region that overlaps the snapshot and is not one of its sources (a source applied a
+    /// split before it stopped) keeps it waiting: persisting over a live region would make two
+    /// regions own a key.
     pub(super) fn snapshot_sources_stopped<T>(&mut self, ctx: &PollContext<EK, ER, T>) -> bool {
+        let snap = self.raft_group.raft.raft_log.unstable.snapshot.as_ref();
+        let region = snap.and_then(|s| RaftSnapshotData::decode(s.get_data()).ok()?.region);
         let live: Vec<RegionId> = {
             let meta = ctx.store_meta.lock();
+            if let Some(other) =
+                region.as_ref().and_then(|r| meta.overlap_except(r, &self.ready.snapshot_sources))
+            {
+                debug!(self.logger, "snapshot waits: another region overlaps it"; "other" => other);
+                return false;
+            }
             let sources = self.ready.snapshot_sources.iter().copied();
             sources.filter(|s| meta.region(*s).is_some()).collect()
         };

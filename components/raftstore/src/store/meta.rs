@@ -95,9 +95,7 @@ impl StoreMeta {
         region: &metapb::Region,
         replaces: &[RegionId],
     ) -> Result<(), RegionId> {
-        if let Some(other) =
-            self.overlapping_ids(region).into_iter().find(|id| !replaces.contains(id))
-        {
+        if let Some(other) = self.overlap_except(region, replaces) {
             return Err(other);
         }
         let overlaps = |r: &metapb::Region| {
@@ -121,6 +119,12 @@ impl StoreMeta {
     /// A region here, other than `region` itself, whose range overlaps `region`'s.
     pub fn overlap_other_than(&self, region: &metapb::Region) -> Option<RegionId> {
         self.overlapping_ids(region).into_iter().next()
+    }
+
+    /// A region here, other than `region` itself and `except`, whose range overlaps
+    /// `region`'s.
+    pub fn overlap_except(&self, region: &metapb::Region, except: &[RegionId]) -> Option<RegionId> {
+        self.overlapping_ids(region).into_iter().find(|id| !except.contains(id))
     }
 
     /// Every region here, other than `region` itself, whose range overlaps `region`'s.
