@@ -57,7 +57,7 @@ impl Env {
     /// the store binds it; the store then exits at start-up. Such a cluster is discarded and
     /// a new one started on fresh ports, a bounded number of times.
     async fn start() -> Env {
-        Self::start_with(Turn::Shared(HEAVY.read().await), FAST_TICKS, "").await
+        Self::start_with(Turn::Shared(HEAVY.read().await), FAST_TICKS, "", "").await
     }
 
     /// As [`Env::start`], with `extra` TOML sections for the stores, and no other test
@@ -68,14 +68,19 @@ impl Env {
 
     /// As [`Env::start_alone`], with the given raft timing.
     async fn start_alone_with_timing(timing: RaftTiming, extra: &str) -> Env {
-        Self::start_with(Turn::Exclusive(HEAVY.write().await), timing, extra).await
+        Self::start_with(Turn::Exclusive(HEAVY.write().await), timing, extra, "").await
     }
 
-    async fn start_with(turn: Turn, timing: RaftTiming, extra: &str) -> Env {
+    /// As [`Env::start_alone`], with `pd_config` as PD's config file.
+    async fn start_alone_with_pd_config(extra: &str, pd_config: &str) -> Env {
+        Self::start_with(Turn::Exclusive(HEAVY.write().await), FAST_TICKS, extra, pd_config).await
+    }
+
+    async fn start_with(turn: Turn, timing: RaftTiming, extra: &str, pd_config: &str) -> Env {
         const ATTEMPTS_MAX: usize = 3;
         for attempt in 1..=ATTEMPTS_MAX {
             let started = Instant::now();
-            let mut cluster = TestCluster::start_with_timing(3, timing, extra);
+            let mut cluster = TestCluster::start_with_pd_config(3, timing, extra, pd_config);
             match Self::connect(&mut cluster).await {
                 Ok(client) => {
                     eprintln!("cluster serving after {:?} (attempt {attempt})", started.elapsed());
@@ -960,5 +965,144 @@ async fn auto_split_under_concurrent_puts_and_gets_surfaces_no_error() {
         let keys: Vec<Vec<u8>> = chunk.iter().map(|&i| k(i)).collect();
         let got = env.ok("batch_get acked", env.client.batch_get(keys)).await;
         assert_eq!(got.len(), chunk.len(), "acknowledged writes missing");
+    }
+}
+
+/// #14 items 3, 4 and 6: a cluster split to about a hundred regions whose data is then deleted
+/// returns to a handful of regions by PD's automatic merge alone, while the official client
+/// writes and reads. No error reaches the application, every read returns the last value
+/// acknowledged before it or a newer one, and the data that was kept is all there after.
+///
+/// Regions split at 200 keys; PD merges a region holding fewer than 40 keys (its size limit,
+/// 1 MiB, is never the binding one), five seconds after its last split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_data_merges_back_to_a_few_regions_under_client_traffic() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    const BULK: u32 = 25_000;
+    const KEEP_EVERY: u32 = 1_000;
+    const LIVE: usize = 8;
+    const REGIONS_SPLIT_MIN: usize = 70;
+    const REGIONS_MERGED_MAX: usize = 5;
+    let env = Env::start_alone_with_pd_config(
+        "[coprocessor]\nregion-split-size = \"1MiB\"\nregion-split-keys = 200\n",
+        "[schedule]\nmax-merge-region-size = 1\nmax-merge-region-keys = 40\n\
+         split-merge-interval = \"5s\"\nmerge-schedule-limit = 8\n",
+    )
+    .await;
+    let c = &env.client;
+    let pd = env.pd().await;
+    let regions = || async { pd.scan_regions(b"", b"", 10_000).await.map(|r| r.len()).ok() };
+    let k = |i: u32| key(&format!("bulk/{i:06}"));
+    let v = |i: u32| noise(u64::from(i), 200);
+
+    // 1. About 5 MB in 25,000 keys: the cluster splits into about a hundred regions.
+    for start in (0..BULK).step_by(5_000) {
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = (start..start + 5_000).map(|i| (k(i), v(i))).collect();
+        env.ok("batch_put 5k", c.batch_put(pairs)).await;
+    }
+    env.wait_until("the cluster to split", Duration::from_secs(120), || async {
+        regions().await.is_some_and(|n| n >= REGIONS_SPLIT_MIN)
+    })
+    .await;
+    let split_to = regions().await.unwrap_or(0);
+
+    // 2. Client traffic for the rest of the test: one writer per live key, counting up; readers
+    //    check that no read goes back behind an acknowledged write.
+    let acked: Arc<Vec<AtomicU64>> = Arc::new((0..LIVE).map(|_| AtomicU64::new(0)).collect());
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (puts, gets) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let live = |j: usize| key(&format!("live/{j}"));
+    let mut tasks = Vec::new();
+    for j in 0..LIVE {
+        let (c, acked, errors, stop, puts) =
+            (c.clone(), acked.clone(), errors.clone(), stop.clone(), puts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                match tokio::time::timeout(CALL_TIMEOUT, c.put(live(j), n.to_string())).await {
+                    Ok(Ok(())) => {
+                        acked[j].store(n, Ordering::SeqCst);
+                        puts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => errors.lock().unwrap().push(format!("put live/{j}: {e:?}")),
+                    Err(_) => errors.lock().unwrap().push(format!("put live/{j}: timed out")),
+                }
+            }
+        }));
+    }
+    for r in 0..LIVE {
+        let (c, acked, errors, stop, gets) =
+            (c.clone(), acked.clone(), errors.clone(), stop.clone(), gets.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut j = r;
+            while !stop.load(Ordering::Relaxed) {
+                j = (j + 3) % LIVE;
+                let floor = acked[j].load(Ordering::SeqCst);
+                match tokio::time::timeout(CALL_TIMEOUT, c.get(live(j))).await {
+                    Ok(Ok(got)) => {
+                        let n = got.and_then(|g| String::from_utf8(g).ok()?.parse::<u64>().ok());
+                        if n.unwrap_or(0) < floor {
+                            errors.lock().unwrap().push(format!(
+                                "get live/{j}: {n:?}, older than {floor} acknowledged before"
+                            ));
+                        }
+                        gets.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(e)) => errors.lock().unwrap().push(format!("get live/{j}: {e:?}")),
+                    Err(_) => errors.lock().unwrap().push(format!("get live/{j}: timed out")),
+                }
+            }
+        }));
+    }
+
+    // 3. Most of the data goes: one range delete over all of it (the client cuts it by
+    //    region), then every KEEP_EVERY-th key is written back.
+    env.ok("delete_range bulk", c.delete_range(k(0)..k(BULK))).await;
+    let kept: Vec<u32> = (0..BULK).step_by(KEEP_EVERY as usize).collect();
+    env.ok("batch_put kept", c.batch_put(kept.iter().map(|&i| (k(i), v(i))).collect::<Vec<_>>()))
+        .await;
+
+    // 4. PD merges the emptied regions back, by itself.
+    let merging = Instant::now();
+    env.wait_until("automatic merge to a few regions", Duration::from_secs(300), || async {
+        regions().await.is_some_and(|n| n <= REGIONS_MERGED_MAX)
+    })
+    .await;
+    let merged_in = merging.elapsed();
+    let merged_to = regions().await.unwrap_or(0);
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("workload task");
+    }
+    let (puts, gets) = (puts.load(Ordering::Relaxed), gets.load(Ordering::Relaxed));
+    eprintln!(
+        "split to {split_to} regions; merged to {merged_to} in {merged_in:?}; \
+         {puts} puts, {gets} gets meanwhile"
+    );
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} errors reached the client, first: {:?}\n{}",
+        errors.len(),
+        &errors[..errors.len().min(10)],
+        env.cluster.logs()
+    );
+    assert!(puts > 0 && gets > 0, "the traffic did not run: {puts} puts, {gets} gets");
+
+    // 5. What was kept is there, what was deleted is not, and the live keys hold their last
+    //    acknowledged values.
+    let all: Vec<Vec<u8>> = (0..BULK).map(k).collect();
+    let mut got = Vec::new();
+    for chunk in all.chunks(5_000) {
+        got.extend(env.ok("batch_get bulk", c.batch_get(chunk.to_vec())).await);
+    }
+    let want: Pairs = kept.iter().map(|&i| (B(k(i)), B(v(i)))).collect();
+    assert_eq!(sorted_pairs(got), want);
+    for j in 0..LIVE {
+        let n = acked[j].load(Ordering::SeqCst).to_string().into_bytes();
+        assert_eq!(env.ok("get live", c.get(live(j))).await, Some(n), "live/{j}");
     }
 }

@@ -128,9 +128,21 @@ impl TestCluster {
 
     /// As [`TestCluster::start_with`], with the given raft timing.
     pub fn start_with_timing(stores: usize, timing: RaftTiming, extra: &str) -> TestCluster {
+        Self::start_with_pd_config(stores, timing, extra, "")
+    }
+
+    /// As [`TestCluster::start_with_timing`], with `pd_config` as PD's config file (TOML, see
+    /// etc/pd-config-template.toml; empty: PD's defaults).
+    pub fn start_with_pd_config(
+        stores: usize,
+        timing: RaftTiming,
+        extra: &str,
+        pd_config: &str,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let config = STORE_CONFIG.replace("{timing}", timing.0);
         std::fs::write(dir.path().join("store.toml"), format!("{config}\n{extra}")).unwrap();
+        std::fs::write(dir.path().join("pd.toml"), pd_config).unwrap();
         let pd_addr = format!("127.0.0.1:{}", free_port());
         let mut c = TestCluster {
             pd: Proc { child: None, name: "pd".into() },
@@ -164,6 +176,8 @@ impl TestCluster {
         let child = Command::new(env!("CARGO_BIN_EXE_regionstore-pd"))
             .args(["--addr", &self.pd_addr, "--data-dir"])
             .arg(self.dir.path().join("pd"))
+            .arg("--config")
+            .arg(self.dir.path().join("pd.toml"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

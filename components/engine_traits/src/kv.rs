@@ -255,6 +255,12 @@ pub trait KvEngine: Peekable + Iterable + Clone + Send + Sync + Debug + 'static 
     /// Flushes the memtable of `cf` to an SST file and waits for it.
     fn flush_cf(&self, cf: &str) -> Result<()>;
 
+    /// Compacts `[start, end)` of `cf` through every level and waits for it: deleted and
+    /// overwritten data in the range is dropped from disk, so the estimates of
+    /// [`KvEngine::approximate_size_and_keys`] follow the deletes. Flushes the memtable first
+    /// if it overlaps the range. Costs a rewrite of every SST file overlapping the range.
+    fn compact_range_cf(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<()>;
+
     /// Fsyncs the write-ahead log, making every earlier unsynced write durable.
     fn sync_wal(&self) -> Result<()>;
 }

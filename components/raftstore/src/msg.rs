@@ -81,9 +81,7 @@ pub enum PeerMsg<S> {
     /// What the split checker measured, and where it would split (empty: nowhere).
     SplitCheckResult {
         region_epoch: metapb::RegionEpoch,
-        split_keys: Vec<Vec<u8>>,
-        approximate_size: u64,
-        approximate_keys: u64,
+        outcome: crate::split::check::CheckOutcome,
     },
     /// From the local peer of a merging source (`peer::merge`, step 4) to this region, its
     /// merge target: propose CommitMerge if leading and still at `target_epoch`. Only this
@@ -148,8 +146,13 @@ impl<S> fmt::Debug for PeerMsg<S> {
             PeerMsg::StaleCheckResult { pd_region } => {
                 write!(f, "StaleCheckResult({:?})", pd_region.region_epoch)
             }
-            PeerMsg::SplitCheckResult { split_keys, approximate_size, .. } => {
-                write!(f, "SplitCheckResult({} keys, {approximate_size} bytes)", split_keys.len())
+            PeerMsg::SplitCheckResult { outcome, .. } => {
+                write!(
+                    f,
+                    "SplitCheckResult({} keys, {} bytes)",
+                    outcome.split_keys.len(),
+                    outcome.size
+                )
             }
             PeerMsg::ProposeCommitMerge { source, commit, .. } => {
                 write!(f, "ProposeCommitMerge(source {}, commit {commit})", source.id)

@@ -14,8 +14,13 @@ use crate::util::{check_key_in_region, check_range_in_region, check_region_epoch
 /// Size of what a command wrote.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriteStats {
+    /// Keys put or deleted, and their bytes (a delete counts its key only).
     pub keys: u64,
     pub bytes: u64,
+    /// Of `keys`, the deletes: they shrink the region by a size not known here.
+    pub deleted_keys: u64,
+    /// Ranges deleted (`DeleteRange`): the region may have shrunk by anything.
+    pub deleted_ranges: u64,
 }
 
 /// Resolves a request's column family: empty means `default`; only data CFs are writable.
@@ -85,6 +90,7 @@ fn exec_one<W: WriteBatch>(
             wb.delete_cf(cf, &keys::data_key(&del.key));
             stats.keys += 1;
             stats.bytes += del.key.len() as u64;
+            stats.deleted_keys += 1;
             resp.delete = Some(DeleteResponse {});
         }
         CmdType::DeleteRange => {
@@ -95,6 +101,7 @@ fn exec_one<W: WriteBatch>(
                 // An empty end key means the region's end (+inf only if the region is last).
                 let end = if dr.end_key.is_empty() { &region.end_key } else { &dr.end_key };
                 wb.delete_range_cf(cf, &keys::data_key(&dr.start_key), &keys::enc_end_key(end));
+                stats.deleted_ranges += 1;
             }
             resp.delete_range = Some(DeleteRangeResponse {});
         }

@@ -770,6 +770,8 @@ impl<EK: KvEngine> ApplyFsm<EK> {
             applied_term: self.applied_term,
             written_keys: written.keys,
             written_bytes: written.bytes,
+            deleted_keys: written.deleted_keys,
+            deleted_ranges: written.deleted_ranges,
             exec_results: std::mem::take(&mut self.exec_results),
         });
     }

@@ -78,6 +78,9 @@ pub struct ApplyRes {
     /// Keys and bytes written, for size estimates (split check).
     pub written_keys: u64,
     pub written_bytes: u64,
+    /// Of the written keys, deletes; and ranges deleted (the size then follows in a check).
+    pub deleted_keys: u64,
+    pub deleted_ranges: u64,
     /// Side effects of admin commands, in log order; the peer MUST act on each.
     pub exec_results: Vec<ExecResult>,
 }

@@ -62,18 +62,9 @@ impl<EK: KvEngine, ER: RaftEngine> PeerFsm<EK, ER> {
                 PeerMsg::StaleCheckResult { pd_region } => {
                     self.peer.on_stale_check_result(ctx, pd_region)
                 }
-                PeerMsg::SplitCheckResult {
-                    region_epoch,
-                    split_keys,
-                    approximate_size,
-                    approximate_keys,
-                } => self.peer.on_split_check_result(
-                    ctx,
-                    region_epoch,
-                    split_keys,
-                    approximate_size,
-                    approximate_keys,
-                ),
+                PeerMsg::SplitCheckResult { region_epoch, outcome } => {
+                    self.peer.on_split_check_result(ctx, region_epoch, outcome)
+                }
                 PeerMsg::ProposeCommitMerge { source, commit, entries, target_epoch } => {
                     self.peer.on_propose_commit_merge(ctx, source, commit, entries, target_epoch)
                 }

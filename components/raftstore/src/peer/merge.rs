@@ -682,9 +682,9 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             meta.remove_region(RegionId(source.id));
             meta.set_region(region.clone());
         }
-        self.size.approximate_size = None;
-        self.size.approximate_keys = None;
-        self.size.diff_hint = ctx.cfg.split_check_diff();
+        // The source's estimate may count data deleted there (small regions merge because
+        // their data was deleted): count exactly.
+        self.size.reset(ctx.cfg.split_check_diff(), true);
         self.heartbeat_pd(ctx);
         fail::fail_point!("raftstore::merge::before_source_destroy", |_| {});
         // Gone: the source was destroyed already (a restart replayed the merge).

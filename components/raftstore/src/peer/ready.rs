@@ -171,7 +171,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
                 "applied" => res.apply_state.applied_index);
             return;
         }
-        self.size.diff_hint = self.size.diff_hint.saturating_add(res.written_bytes);
+        self.size.on_applied(&res, ctx.cfg.split_check_diff());
         for r in res.exec_results {
             match r {
                 ExecResult::Split(split) => self.on_ready_split(ctx, split),

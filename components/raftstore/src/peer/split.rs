@@ -36,12 +36,12 @@ use slog::{debug, info, warn};
 use util::{LogIndex, RegionId, Term};
 
 use super::{Peer, Snap};
-use crate::apply::SplitResult;
+use crate::apply::{ApplyRes, SplitResult};
 use crate::callback::Callback;
 use crate::error::{Error, Result};
 use crate::msg::{PeerMsg, RaftCommand, SplitSource};
 use crate::pd::{PdError, RegionHeartbeat};
-use crate::split::check::SplitCheckTask;
+use crate::split::check::{CheckOutcome, SplitCheckTask};
 use crate::store::life::{self, RegionFsms};
 use crate::store::PollContext;
 use crate::transport::Transport;
@@ -64,8 +64,42 @@ pub(super) struct SizeTracker {
     pub checking: bool,
     pub approximate_size: Option<u64>,
     pub approximate_keys: Option<u64>,
+    /// RocksDB's estimate may count deleted data (deletes since the last check, a merged
+    /// source, or the last check said so): the next check counts exactly (`split::check`).
+    pub exact_next: bool,
     /// Raft ticks since the peer started, to derive the split-check tick.
     pub ticks: u64,
+}
+
+impl SizeTracker {
+    /// What a round of applied commands did to the size. Puts count their bytes. A delete
+    /// frees a value of unknown size: it counts as an average entry of the last measure, so a
+    /// region emptied by deletes is measured again as soon as one filled by as many bytes of
+    /// puts. A deleted range may have freed anything: it makes the next tick check (at most
+    /// one exact check per `split-region-check-tick-interval`, costing a scan of what is left).
+    pub fn on_applied(&mut self, res: &ApplyRes, check_diff: u64) {
+        self.diff_hint = self.diff_hint.saturating_add(res.written_bytes);
+        if res.deleted_keys == 0 && res.deleted_ranges == 0 {
+            return;
+        }
+        self.exact_next = true;
+        if let (Some(size), Some(keys)) = (self.approximate_size, self.approximate_keys) {
+            let freed = res.deleted_keys.saturating_mul(size / keys.max(1));
+            self.diff_hint = self.diff_hint.saturating_add(freed);
+        }
+        if res.deleted_ranges > 0 {
+            self.diff_hint = self.diff_hint.max(check_diff);
+        }
+    }
+
+    /// The size is unknown now (the range changed): measure again on the next tick.
+    /// `exact`: the range took in data whose estimate may count deleted data (a merge).
+    pub fn reset(&mut self, check_diff: u64, exact: bool) {
+        self.approximate_size = None;
+        self.approximate_keys = None;
+        self.diff_hint = check_diff;
+        self.exact_next |= exact;
+    }
 }
 
 impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
@@ -272,9 +306,7 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
             self.peer_cache.insert(p.id, p.clone());
         }
         // The size is unknown now: measure again soon.
-        self.size.approximate_size = None;
-        self.size.approximate_keys = None;
-        self.size.diff_hint = ctx.cfg.split_check_diff();
+        self.size.reset(ctx.cfg.split_check_diff(), false);
         let applied_at = ctx.clock.now();
         let mut created = Vec::new();
         for r in regions.iter().filter(|r| r.id != derived.id) {
@@ -382,11 +414,12 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         {
             return;
         }
-        let task = SplitCheckTask { region: self.region().clone() };
+        let task = SplitCheckTask { region: self.region().clone(), exact: self.size.exact_next };
         if ctx.split_checker.try_send(task).is_ok() {
             ctx.stats.record_split_check();
             self.size.checking = true;
             self.size.diff_hint = 0;
+            self.size.exact_next = false;
         }
         // Full: the checker is behind; try again next tick.
     }
@@ -395,16 +428,16 @@ impl<EK: KvEngine, ER: RaftEngine> Peer<EK, ER> {
         &mut self,
         ctx: &mut PollContext<EK, ER, T>,
         region_epoch: metapb::RegionEpoch,
-        split_keys: Vec<Vec<u8>>,
-        approximate_size: u64,
-        approximate_keys: u64,
+        outcome: CheckOutcome,
     ) {
         self.size.checking = false;
         if region_epoch.version != epoch(self.region()).version {
             return; // measured before a split; the next check measures the new range
         }
-        self.size.approximate_size = Some(approximate_size);
-        self.size.approximate_keys = Some(approximate_keys);
+        let CheckOutcome { size, keys, split_keys, estimate_off } = outcome;
+        self.size.approximate_size = Some(size);
+        self.size.approximate_keys = Some(keys);
+        self.size.exact_next |= estimate_off;
         if split_keys.is_empty() || !self.is_leader() {
             return;
         }

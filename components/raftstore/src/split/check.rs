@@ -12,6 +12,17 @@
 //! Only the `default` column family is scanned: raw KV stores everything there. The sizes of
 //! the other data column families are added from the estimate.
 //!
+//! **After deletes** the estimate lies: RocksDB counts deleted data until compaction drops it,
+//! so a region emptied by deletes would look full forever and never merge (#14). A task marked
+//! `exact` (the peer saw deletes since its last check, or it just took in a merged source)
+//! therefore skips the shortcut and counts. If the count is below half the estimate:
+//! 1. when the estimate is over by at least `compact_min_bytes` (`region-split-check-diff`),
+//!    the range is compacted in every data CF, so the estimate follows again and the space is
+//!    reclaimed (TiKV compacts such ranges from its compaction checker). Compactions are thus
+//!    bounded by the bytes deleted: one per `compact_min_bytes` at most;
+//! 2. otherwise (a little garbage) the outcome says `estimate_off`, and the peer keeps asking
+//!    for exact checks, which cost a scan of a region that is small anyway.
+//!
 //! The task queue is bounded; a peer whose task does not fit tries again on a later tick.
 
 use std::thread::{self, JoinHandle};
@@ -33,6 +44,8 @@ const QUEUE_CAPACITY: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct SplitCheckTask {
     pub region: metapb::Region,
+    /// Count the data even if the estimate says the region is small (see the module doc).
+    pub exact: bool,
 }
 
 /// The peers' handle on the checker.
@@ -56,6 +69,9 @@ pub struct CheckOutcome {
     pub size: u64,
     pub keys: u64,
     pub split_keys: Vec<Vec<u8>>,
+    /// The estimate counts deleted data that was not compacted away: the next check of this
+    /// region should be exact too.
+    pub estimate_off: bool,
 }
 
 /// Starts the checker thread. It stops when `stop` is dropped.
@@ -63,6 +79,7 @@ pub fn spawn<EK: KvEngine, ER: RaftEngine>(
     kv: EK,
     router: RaftRouter<EK, ER>,
     cfg: SplitConfig,
+    compact_min_bytes: u64,
     stop: Receiver<()>,
     logger: Logger,
 ) -> std::io::Result<(SplitChecker, JoinHandle<()>)> {
@@ -72,7 +89,8 @@ pub fn spawn<EK: KvEngine, ER: RaftEngine>(
             recv(rx) -> task => {
                 let Ok(task) = task else { return };
                 let region = task.region;
-                let outcome = match check_region(&kv, &region, &cfg) {
+                let checked = check_region(&kv, &region, &cfg, task.exact, compact_min_bytes);
+                let outcome = match checked {
                     Ok(o) => o,
                     Err(e) => {
                         warn!(logger, "split check failed"; "region_id" => region.id, "err" => %e);
@@ -80,12 +98,11 @@ pub fn spawn<EK: KvEngine, ER: RaftEngine>(
                     }
                 };
                 debug!(logger, "split check"; "region_id" => region.id, "size" => outcome.size,
-                    "keys" => outcome.keys, "split_keys" => outcome.split_keys.len());
+                    "keys" => outcome.keys, "split_keys" => outcome.split_keys.len(),
+                    "exact" => task.exact, "estimate_off" => outcome.estimate_off);
                 let msg = PeerMsg::SplitCheckResult {
                     region_epoch: region.region_epoch.unwrap_or_default(),
-                    split_keys: outcome.split_keys,
-                    approximate_size: outcome.size,
-                    approximate_keys: outcome.keys,
+                    outcome,
                 };
                 // The peer may be gone; then nobody needs the answer.
                 let _ = router.send(RegionId(region.id), msg);
@@ -101,6 +118,8 @@ pub fn check_region<EK: KvEngine>(
     kv: &EK,
     region: &metapb::Region,
     cfg: &SplitConfig,
+    exact: bool,
+    compact_min_bytes: u64,
 ) -> engine_traits::Result<CheckOutcome> {
     let start = keys::enc_start_key(&region.start_key);
     let end = keys::enc_end_key(&region.end_key);
@@ -115,8 +134,12 @@ pub fn check_region<EK: KvEngine>(
             others.keys += s.keys;
         }
     }
-    if approx.size_bytes < cfg.max_size() / 2 && approx.keys < cfg.max_keys() / 2 {
-        return Ok(CheckOutcome { size: approx.size_bytes, keys: approx.keys, split_keys: vec![] });
+    if !exact && approx.size_bytes < cfg.max_size() / 2 && approx.keys < cfg.max_keys() / 2 {
+        return Ok(CheckOutcome {
+            size: approx.size_bytes,
+            keys: approx.keys,
+            ..CheckOutcome::default()
+        });
     }
     let limit = cfg.batch_split_limit as usize;
     let (split_size, split_keys) = (cfg.split_size(), cfg.split_keys());
@@ -149,5 +172,86 @@ pub fn check_region<EK: KvEngine>(
         size = size.max(approx.size_bytes);
         count = count.max(approx.keys);
     }
-    Ok(CheckOutcome { size, keys: count, split_keys: found })
+    let mut estimate_off = false;
+    if exact && !truncated && approx.size_bytes / 2 > size {
+        if approx.size_bytes - size >= compact_min_bytes {
+            // Step 1 of the module doc.
+            for cf in DATA_CFS {
+                kv.compact_range_cf(cf, &start, &end)?;
+            }
+        } else {
+            estimate_off = true; // step 2
+        }
+    }
+    Ok(CheckOutcome { size, keys: count, split_keys: found, estimate_off })
+}
+
+#[cfg(test)]
+mod tests {
+    use engine_traits::{KvEngine, Mutable, WriteOptions, CF_DEFAULT};
+    use proto::metapb;
+
+    use super::{check_region, SplitConfig};
+
+    fn engine(dir: &std::path::Path) -> engine_rocks::RocksEngine {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        engine_rocks::open_kv_engine(dir, &engine_rocks::RocksDbConfig::default(), &logger)
+            .expect("open the KV engine")
+    }
+
+    fn put_all(kv: &engine_rocks::RocksEngine, n: u32) {
+        let mut wb = kv.write_batch();
+        for i in 0..n {
+            wb.put_cf(CF_DEFAULT, &keys::data_key(format!("k{i:06}").as_bytes()), &[7u8; 1000]);
+        }
+        kv.write(&mut wb, &WriteOptions::default()).unwrap();
+        kv.flush_cf(CF_DEFAULT).unwrap();
+    }
+
+    /// A region emptied by a range delete: the estimate still counts the data; an exact
+    /// check counts what is left and compacts, after which the estimate agrees.
+    #[test]
+    fn an_exact_check_sees_through_deleted_data_and_compacts_it_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = engine(dir.path());
+        put_all(&kv, 2_000); // ~2 MB
+        let mut wb = kv.write_batch();
+        wb.delete_range_cf(CF_DEFAULT, &keys::data_key(b"k000010"), &keys::enc_end_key(b""));
+        kv.write(&mut wb, &WriteOptions::default()).unwrap();
+        kv.flush_cf(CF_DEFAULT).unwrap();
+        let region = metapb::Region { id: 1, ..Default::default() };
+        let cfg = SplitConfig::with_split_size(util::config::ReadableSize::mib(64));
+
+        let estimated = check_region(&kv, &region, &cfg, false, 64 * 1024).unwrap();
+        assert!(estimated.size > 1_000_000, "the estimate counts deleted data: {estimated:?}");
+
+        let exact = check_region(&kv, &region, &cfg, true, 64 * 1024).unwrap();
+        assert_eq!(exact.keys, 10, "{exact:?}");
+        assert!(exact.size < 11_000, "{exact:?}");
+        assert!(!exact.estimate_off, "compacted, so the estimate is right again: {exact:?}");
+        let after = check_region(&kv, &region, &cfg, false, 64 * 1024).unwrap();
+        assert!(after.size < 100_000, "compaction dropped the deleted data: {after:?}");
+    }
+
+    /// Garbage below the compaction floor is not compacted; the outcome says the estimate is
+    /// off, so the peer keeps counting.
+    #[test]
+    fn a_little_garbage_is_counted_not_compacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = engine(dir.path());
+        put_all(&kv, 200); // ~200 KB
+        let mut wb = kv.write_batch();
+        for i in 1..200 {
+            wb.delete_cf(CF_DEFAULT, &keys::data_key(format!("k{i:06}").as_bytes()));
+        }
+        kv.write(&mut wb, &WriteOptions::default()).unwrap();
+        kv.flush_cf(CF_DEFAULT).unwrap();
+        let region = metapb::Region { id: 1, ..Default::default() };
+        let cfg = SplitConfig::with_split_size(util::config::ReadableSize::mib(64));
+        let exact = check_region(&kv, &region, &cfg, true, 16 << 20).unwrap();
+        assert_eq!((exact.keys, exact.size), (1, 1_000 + b"zk000000".len() as u64), "{exact:?}");
+        assert!(exact.estimate_off, "{exact:?}");
+        let still = check_region(&kv, &region, &cfg, false, 16 << 20).unwrap();
+        assert!(still.size > 100_000, "not compacted: {still:?}");
+    }
 }

@@ -203,6 +203,7 @@ impl<EK: KvEngine, ER: RaftEngine> StoreSystem<EK, ER> {
             engines.kv.clone(),
             self.router.clone(),
             cfg.coprocessor.clone(),
+            cfg.split_check_diff(),
             stop_rx,
             self.logger.new(o!("worker" => "split-check")),
         )
