@@ -8,7 +8,7 @@ CARGO ?= cargo
 CONFIG ?= etc/config-template.toml
 BIN := $(CARGO_TARGET_DIR)/release
 
-.PHONY: all deps build build-release test run load bench bench-lifecycle chaos fuzz lint fmt clean-data help
+.PHONY: all deps build build-release test run load bench bench-lifecycle bench-merge chaos fuzz lint fmt clean-data help
 
 all: build
 
@@ -47,6 +47,11 @@ bench-lifecycle: build-release ## Region lifecycle on real processes (~45 min): 
 	BIN=$(BIN) bash benches/lifecycle.sh snapshot
 	BIN=$(BIN) bash benches/lifecycle.sh gc
 	BIN=$(BIN) bash benches/lifecycle.sh raft-size $(RAFT_SIZE_MINUTES)
+
+bench-merge: build-release ## Region merge on real processes (~10 min): merge latency, put/get while merging, auto merge rate.
+	BIN=$(BIN) bash benches/lifecycle.sh merge-latency 20
+	BIN=$(BIN) bash benches/lifecycle.sh merge-dip
+	BIN=$(BIN) bash benches/lifecycle.sh merge-auto 200
 
 # Minutes of the soak of `make chaos`.
 CHAOS_MINUTES ?= 60

@@ -12,8 +12,18 @@
 #   raft-size MIN   puts overwrite a fixed set of 10,000 keys (1 KiB values) for MIN minutes;
 #                   every minute prints the bytes written so far and each store's raft and KV
 #                   directory sizes (the raft engine must plateau, not grow with the bytes).
+#   merge-latency N the keys load/0..N*1000 in N+1 regions (split by the ctl); the regions
+#                   are merged left to right, one after the other (`regionstore-ctl region
+#                   merge --key`, which waits for PD's operator to end), each then written
+#                   through its old source range. Times from the merge command.
+#   merge-dip       mixed put/get (16 clients, 60 s) over 100,000 keys in 41 regions; from the
+#                   20th second, merges one after the other until the 40th. Throughput of the
+#                   seconds with a merge running against the others.
+#   merge-auto N    N+1 nearly empty regions, PD's automatic merge with the template's limits
+#                   but split-merge-interval 10s: the region count every 5 s until it
+#                   reaches one (the rate at which auto merge retires regions; 15 min at most).
 #
-# Usage: BIN=$CARGO_TARGET_DIR/release benches/lifecycle.sh snapshot|gc|raft-size [MIN|PAIRS]
+# Usage: BIN=$CARGO_TARGET_DIR/release benches/lifecycle.sh MODE [MIN|PAIRS|N]
 # (SNAP_IO=0B: the snapshot mode without the I/O limit; WAL_LIMIT=256MiB: the raft-size mode
 # with a smaller max-total-wal-size; KEEP=1 keeps the data and logs.)
 # Needs nothing but the release binaries (make build-release) and python3 for the JSON.
@@ -59,7 +69,9 @@ start_store() {
 # start_cluster DIR CONFIG: PD and three stores; returns once a put succeeds.
 start_cluster() {
     mkdir -p "$1"
-    "$BIN/regionstore-pd" --addr "$PD" --data-dir "$1/pd" 2>>"$1/pd.log" &
+    # PD_TOML: PD's config file (PD's defaults unless set).
+    "$BIN/regionstore-pd" --addr "$PD" --data-dir "$1/pd" ${PD_TOML:+--config "$PD_TOML"} \
+        2>>"$1/pd.log" &
     pids+=($!)
     for i in 1 2 3; do start_store "$1" "$2" "$i"; done
     for _ in $(seq 1 300); do
@@ -200,12 +212,124 @@ mode_raft_size() {
     json "f'load: {d[\"put\"][\"ops_per_sec\"]:,.0f} puts/s over the run, p99 {d[\"put\"][\"latency_ms\"][\"p99\"]} ms, {d[\"errors\"]} errors'" <"$dir/load.json"
 }
 
+# load_key I: the key regionstore-load writes for index I.
+load_key() { printf 'load/%010d' "$1"; }
+
+# split_every DIR STEP N: splits at the load keys STEP, 2 STEP, ..., N STEP.
+split_every() {
+    for i in $(seq 1 "$3"); do
+        ctl region split --key "$(load_key $((i * $2)))" >/dev/null
+    done
+    echo "regions: $(ctl --json region list | json 'len(d)')"
+}
+
+mode_merge_latency() {
+    local n=${ARG:-20} dir=$WORK/merge-latency cfg=$WORK/store.toml
+    config "$cfg"
+    start_cluster "$dir" "$cfg"
+    load --workload get --key-space $((n * 1000 + 1000)) --value-size 100 --secs 1 \
+        --warmup-secs 0 --clients 16 >"$dir/prefill.json"
+    split_every "$dir" 1000 "$n"
+    echo "| merge | merge command answered (ms) | a put to the old source range answered (ms) |"
+    echo "|---|---|---|"
+    local merged=() served=()
+    for i in $(seq 1 "$n"); do
+        # The region ending at boundary i holds key i*1000-1; its right neighbour is the target.
+        local k t0 t1 t2
+        k=$(load_key $((i * 1000 - 1)))
+        t0=$(now_ms)
+        ctl region merge --key "$k" --timeout 60 >/dev/null
+        t1=$(now_ms)
+        ctl put "$k" merged >/dev/null
+        t2=$(now_ms)
+        merged+=($((t1 - t0)))
+        served+=($((t2 - t0)))
+        echo "| $i | $((t1 - t0)) | $((t2 - t0)) |"
+    done
+    echo "regions after: $(ctl --json region list | json 'len(d)')"
+    python3 - "${merged[*]}" "${served[*]}" <<'PY'
+import statistics, sys
+for name, xs in zip(["merge answered", "old source range served a put"], sys.argv[1:]):
+    v = sorted(int(x) for x in xs.split())
+    print(f"{name}: mean {statistics.mean(v):.0f} ms, p50 {v[len(v) // 2]} ms, max {v[-1]} ms")
+PY
+}
+
+mode_merge_dip() {
+    local dir=$WORK/merge-dip cfg=$WORK/store.toml
+    config "$cfg"
+    start_cluster "$dir" "$cfg"
+    load --workload get --key-space 100000 --value-size 100 --secs 1 --warmup-secs 0 \
+        --clients 16 >"$dir/prefill.json"
+    split_every "$dir" 2500 40
+    local start
+    start=$(now_ms)
+    load --workload mixed --clients 16 --secs 60 --warmup-secs 0 --no-prefill \
+        --key-space 100000 --value-size 100 >"$dir/load.json" &
+    local loader=$!
+    sleep 20
+    local marks=() i=1
+    while [ $(($(now_ms) - start)) -lt 40000 ] && [ $i -le 40 ]; do
+        local t0
+        t0=$(now_ms)
+        ctl region merge --key "$(load_key $((i * 2500 - 1)))" --timeout 60 >/dev/null
+        marks+=("$(((t0 - start) / 1000)):$((($(now_ms) - start) / 1000))")
+        i=$((i + 1))
+    done
+    wait "$loader"
+    echo "merges: $((i - 1)), regions after: $(ctl --json region list | json 'len(d)')"
+    python3 - "$dir/load.json" "${marks[*]}" <<'PY'
+import json, statistics, sys
+d = json.load(open(sys.argv[1]))
+per = d["ops_per_sec_each_second"]
+busy = set()
+for m in sys.argv[2].split():
+    a, b = (int(x) for x in m.split(":"))
+    busy.update(range(a, b + 1))
+during = [x for s, x in enumerate(per) if s in busy]
+quiet = [x for s, x in enumerate(per) if s not in busy]
+row = lambda v: f"{statistics.median(v):,.0f} | {min(v):,} | {len(v)}"
+print("| seconds | median ops/s | slowest second | seconds |\n|---|---|---|---|")
+print(f"| no merge running | {row(quiet)} |")
+print(f"| a merge running | {row(during)} |")
+print(f"whole run: {d['all']['ops_per_sec']:,.0f} ops/s, put p99 {d['put']['latency_ms']['p99']} ms, "
+      f"get p99 {d['get']['latency_ms']['p99']} ms, max {d['all']['latency_ms']['max']} ms, "
+      f"{d['errors']} errors")
+PY
+}
+
+mode_merge_auto() {
+    local n=${ARG:-200} dir=$WORK/merge-auto cfg=$WORK/store.toml
+    config "$cfg"
+    PD_TOML=$WORK/pd.toml
+    printf '[schedule]\nsplit-merge-interval = "10s"\n' >"$PD_TOML"
+    start_cluster "$dir" "$cfg"
+    load --workload get --key-space "$n" --value-size 100 --secs 1 --warmup-secs 0 \
+        --clients 4 >"$dir/prefill.json"
+    split_every "$dir" 1 "$n"
+    local start
+    start=$(now_ms)
+    echo "| seconds since the last split | regions |"
+    echo "|---|---|"
+    while true; do
+        local r
+        r=$(ctl --json region list | json 'len(d)')
+        echo "| $((($(now_ms) - start) / 1000)) | $r |"
+        [ "$r" -le 1 ] && break
+        [ $(($(now_ms) - start)) -gt 900000 ] && break
+        sleep 5
+    done
+}
+
 case "$MODE" in
 snapshot) mode_snapshot ;;
 gc) mode_gc ;;
 raft-size) mode_raft_size ;;
+merge-latency) mode_merge_latency ;;
+merge-dip) mode_merge_dip ;;
+merge-auto) mode_merge_auto ;;
 *)
-    echo "unknown mode $MODE (snapshot, gc or raft-size)" >&2
+    echo "unknown mode $MODE (snapshot, gc, raft-size, merge-latency, merge-dip or merge-auto)" >&2
     exit 2
     ;;
 esac

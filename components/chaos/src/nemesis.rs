@@ -338,15 +338,27 @@ fn admin(ctl: &Ctl, ids: &[Option<u64>], fault: &Fault) -> Result<()> {
                 return Err(anyhow!("{}", errs.join("; ")));
             }
         }
-        Fault::Merge { key } => {
+        Fault::Merge { key, racing_split, race_delay_ms } => {
             // The two regions that meet at K: split at K first (refused if K is a boundary
             // already, which is as good), then merge the region just left of K into its right
             // neighbour. The ctl waits for PD's operator to end; one that does not succeed (a
             // refusal, a rollback, the timeout) is an error: the fault counts as refused.
             let _ = ctl.run(&["region", "split", "--key", &String::from_utf8_lossy(key)]);
+            let racer = racing_split.clone().map(|k| {
+                let (ctl, delay) = (ctl.clone(), Duration::from_millis(*race_delay_ms));
+                std::thread::spawn(move || {
+                    std::thread::sleep(delay); // the race's offset, part of the fault
+                    let _ = ctl.run(&["region", "split", "--key", &String::from_utf8_lossy(&k)]);
+                })
+            });
             let left: String = key_before(key).iter().map(|b| format!("{b:02x}")).collect();
             let timeout = MERGE_TIMEOUT.as_secs().to_string();
-            ctl.run(&["region", "merge", "--key", &left, "--hex", "--timeout", &timeout])?;
+            let merged =
+                ctl.run(&["region", "merge", "--key", &left, "--hex", "--timeout", &timeout]);
+            if let Some(racer) = racer {
+                let _ = racer.join();
+            }
+            merged?;
         }
         Fault::Transfer { key, to } => {
             // To one of the region's own stores (PD refuses others).
@@ -475,7 +487,14 @@ pub fn describe(f: &Fault) -> String {
         Fault::Split { keys } => {
             format!("split at {:?}", keys.iter().map(|k| show(k)).collect::<Vec<_>>())
         }
-        Fault::Merge { key } => format!("merge the two regions meeting at {}", show(key)),
+        Fault::Merge { key, racing_split: None, .. } => {
+            format!("merge the two regions meeting at {}", show(key))
+        }
+        Fault::Merge { key, racing_split: Some(k), race_delay_ms } => format!(
+            "merge the two regions meeting at {}, split at {} {race_delay_ms} ms later",
+            show(key),
+            show(k)
+        ),
         Fault::Transfer { key, to } => format!("transfer leader of {} (choice {to})", show(key)),
         Fault::ConfChange { key, store } => {
             format!("add/remove a peer of {} (choice {store})", show(key))

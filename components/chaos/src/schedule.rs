@@ -172,9 +172,13 @@ pub enum Fault {
     /// Merges the two regions that meet at `key` (splitting there first if needed), through
     /// PD's merge-region operator, which first aligns their stores. PD also merges small
     /// regions by itself all run long (the harness's PD config), so merges meet every other
-    /// fault.
+    /// fault. With `racing_split`, a split at that key starts `race_delay_ms` after the merge:
+    /// landing in either region while it merges, it makes the merge be refused, or roll back
+    /// (PrepareMerge applied against a target epoch the split changed), or split the result.
     Merge {
         key: Vec<u8>,
+        racing_split: Option<Vec<u8>>,
+        race_delay_ms: u64,
     },
     /// Leadership of the region holding `key` to the store at `to`.
     Transfer {
@@ -359,7 +363,11 @@ fn pick(
             let keys = (0..n).map(|_| key(rng)).collect();
             Some(Fault::Split { keys })
         }
-        Kind::Merge => Some(Fault::Merge { key: key(rng) }),
+        Kind::Merge => Some(Fault::Merge {
+            key: key(rng),
+            racing_split: rng.gen_bool(0.5).then(|| key(rng)),
+            race_delay_ms: rng.gen_range(0..1_500),
+        }),
         Kind::Transfer => Some(Fault::Transfer { key: key(rng), to: rng.gen_range(0..stores) }),
         Kind::ConfChange => {
             Some(Fault::ConfChange { key: key(rng), store: rng.gen_range(0..stores) })
