@@ -16,9 +16,10 @@
 #                   are merged left to right, one after the other (`regionstore-ctl region
 #                   merge --key`, which waits for PD's operator to end), each then written
 #                   through its old source range. Times from the merge command.
-#   merge-dip       mixed put/get (16 clients, 60 s) over 100,000 keys in 41 regions; from the
-#                   20th second, merges one after the other until the 40th. Throughput of the
-#                   seconds with a merge running against the others.
+#   merge-dip [N]   mixed put/get (16 clients, 60 s) over 100,000 keys in 41 regions; from the
+#                   20th second, up to N (40) merges one after the other until the 40th.
+#                   Throughput of the seconds with a merge running against the others; N = 0
+#                   is the control run.
 #   merge-auto N    N+1 nearly empty regions, PD's automatic merge with the template's limits
 #                   but split-merge-interval 10s: the region count every 5 s until it
 #                   reaches one (the rate at which auto merge retires regions; 15 min at most).
@@ -256,7 +257,7 @@ PY
 }
 
 mode_merge_dip() {
-    local dir=$WORK/merge-dip cfg=$WORK/store.toml
+    local dir=$WORK/merge-dip cfg=$WORK/store.toml merges=${ARG:-40}
     config "$cfg"
     start_cluster "$dir" "$cfg"
     load --workload get --key-space 100000 --value-size 100 --secs 1 --warmup-secs 0 \
@@ -269,7 +270,7 @@ mode_merge_dip() {
     local loader=$!
     sleep 20
     local marks=() i=1
-    while [ $(($(now_ms) - start)) -lt 40000 ] && [ $i -le 40 ]; do
+    while [ $(($(now_ms) - start)) -lt 40000 ] && [ $i -le "$merges" ]; do
         local t0
         t0=$(now_ms)
         ctl region merge --key "$(load_key $((i * 2500 - 1)))" --timeout 60 >/dev/null
@@ -288,10 +289,11 @@ for m in sys.argv[2].split():
     busy.update(range(a, b + 1))
 during = [x for s, x in enumerate(per) if s in busy]
 quiet = [x for s, x in enumerate(per) if s not in busy]
-row = lambda v: f"{statistics.median(v):,.0f} | {min(v):,} | {len(v)}"
+row = lambda v: f"{statistics.median(v):,.0f} | {min(v):,} | {len(v)}" if v else "| | 0"
 print("| seconds | median ops/s | slowest second | seconds |\n|---|---|---|---|")
 print(f"| no merge running | {row(quiet)} |")
 print(f"| a merge running | {row(during)} |")
+print("each second:", per)
 print(f"whole run: {d['all']['ops_per_sec']:,.0f} ops/s, put p99 {d['put']['latency_ms']['p99']} ms, "
       f"get p99 {d['get']['latency_ms']['p99']} ms, max {d['all']['latency_ms']['max']} ms, "
       f"{d['errors']} errors")

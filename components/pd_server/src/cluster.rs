@@ -5,14 +5,19 @@
 //! 1. Persist, then change memory (see `storage.rs`): every mutation builds one `MetaBatch`,
 //!    commits it synced, and only then updates the in-memory state, under the same lock.
 //! 2. Lock order: `checker` before `meta` before `ids` and before `operators`; `tso` is taken
-//!    alone; nothing is taken while `operators` is held. No lock is held across an await (there
-//!    are none here: this module is synchronous).
+//!    alone; nothing is taken while `operators` or `pushers` is held. No lock is held across
+//!    an await (there are none here: this module is synchronous).
 //! 3. Bootstrap happens once: the `bootstrapped` key is written in the same batch as the first
 //!    region, so a crash leaves either both or neither.
 //! 4. Once bootstrapped, the regions in the tree cover the key space except for the short gaps
 //!    of invariant 3 in `region_tree.rs`.
 //! 5. Operators are created through one path, [`Cluster::add_operator`], whether a user asks
 //!    (HTTP API) or the merge checker does; it re-checks everything against the current state.
+//! 6. A new operator's first command goes out at once (PD's `DispatchFromCreate`), on the
+//!    heartbeat stream of the store that led the region at its last heartbeat, as if that
+//!    heartbeat had just come: the operator sees the same state it would see then. Later
+//!    commands answer heartbeats. A push that cannot be delivered (no stream from that store,
+//!    its buffer full, leadership moved) is dropped: the next heartbeat carries the command.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -69,8 +74,14 @@ pub struct Cluster {
     tso: Mutex<Tso>,
     operators: Mutex<Registry>,
     checker: Mutex<MergeChecker>,
+    /// Per store, the region heartbeat stream's channel for commands sent unasked
+    /// (invariant 6); registered by `service.rs`.
+    pushers: Mutex<HashMap<u64, Pusher>>,
     logger: Logger,
 }
+
+/// Where commands for a store's region heartbeat stream go, unasked (bounded; full drops).
+pub type Pusher = tokio::sync::mpsc::Sender<pdpb::RegionHeartbeatResponse>;
 
 pub fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -144,6 +155,7 @@ impl Cluster {
             tso: Mutex::new(tso),
             operators: Mutex::new(Registry::default()),
             checker: Mutex::new(MergeChecker::default()),
+            pushers: Mutex::new(HashMap::new()),
             logger,
         })
     }
@@ -471,7 +483,41 @@ impl Cluster {
             "kind" => op.kind.name(),
             "steps" => ?op.steps.iter().map(ToString::to_string).collect::<Vec<_>>());
         ops.insert(op.clone());
+        // Invariant 6: dispatch now, against the region as its last heartbeat showed it.
+        let dispatch = ops.on_heartbeat(region, now);
+        drop(ops);
+        let leader_store = region.leader.as_ref().map(|l| l.store_id);
+        drop(meta);
+        if let Some(finished) = &dispatch.finished {
+            self.log_finished(finished);
+        }
+        if let (Some(command), Some(store_id)) = (dispatch.command, leader_store) {
+            self.push(store_id, command);
+        }
         Ok(op)
+    }
+
+    /// Registers `pusher` as the way to send commands unasked to store `store_id` (its region
+    /// heartbeat stream), replacing an older stream's.
+    pub fn register_pusher(&self, store_id: u64, pusher: Pusher) {
+        self.pushers.lock().insert(store_id, pusher);
+    }
+
+    /// Sends `command` on store `store_id`'s heartbeat stream, if it has a live one with room
+    /// (invariant 6). A closed stream's channel is forgotten.
+    fn push(&self, store_id: u64, command: pdpb::RegionHeartbeatResponse) {
+        let mut pushers = self.pushers.lock();
+        let Some(pusher) = pushers.get(&store_id) else { return };
+        match pusher.try_send(command) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(c)) => {
+                debug!(self.logger, "operator command not pushed: stream full";
+                    "store_id" => store_id, "region_id" => c.region_id);
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                pushers.remove(&store_id);
+            }
+        }
     }
 
     /// Cancels the operator locking a region (a merge by either of its regions); answers it.

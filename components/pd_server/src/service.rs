@@ -279,20 +279,37 @@ impl Pd for PdService {
     ) -> Result<Response<Self::RegionHeartbeatStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(HEARTBEAT_STREAM_BUFFER);
+        // Commands PD sends unasked (a new operator's first step, `cluster.rs` invariant 6).
+        let (push_tx, mut push_rx) = mpsc::channel(HEARTBEAT_STREAM_BUFFER);
         let cluster = self.cluster.clone();
         let stopped = stopped(self.shutdown.clone());
         let logger = self.logger.clone();
         tokio::spawn(async move {
             tokio::pin!(stopped);
+            let mut registered_store = None;
             loop {
                 let req = tokio::select! {
                     req = inbound.message() => req,
+                    Some(command) = push_rx.recv() => {
+                        match tx.try_send(Ok(respond(cluster.cluster_id(), Ok(command)))) {
+                            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => continue,
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
+                        }
+                    }
                     () = &mut stopped => break,
                 };
                 let req = match req {
                     Ok(Some(req)) => req,
                     Ok(None) | Err(_) => break,
                 };
+                // The sending store is the one whose peer leads the region it reports.
+                let store_id = req.leader.as_ref().map(|l| l.store_id).filter(|&id| id != 0);
+                if store_id.is_some() && store_id != registered_store {
+                    if let Some(id) = store_id {
+                        cluster.register_pusher(id, push_tx.clone());
+                    }
+                    registered_store = store_id;
+                }
                 let region_id = req.region.as_ref().map_or(0, |r| r.id);
                 let answer = match cluster.check_header(req.header.as_ref()) {
                     Ok(()) => cluster.region_heartbeat(req).transpose(),

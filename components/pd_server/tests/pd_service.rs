@@ -762,13 +762,21 @@ async fn operators_are_dispatched_on_heartbeats_until_done() {
     .unwrap();
     assert!(busy.0.contains("409") && busy.1.contains("cancel it first"), "{busy:?}");
 
-    // The next heartbeat is answered with the step's command, addressed to the leader.
-    tx.send(heartbeat(&pd, &region, 0, 1)).await.unwrap();
-    let resp = tokio::time::timeout(DEADLINE, responses.message()).await.unwrap().unwrap().unwrap();
-    assert_eq!(resp.region_id, rid);
-    assert_eq!(resp.target_peer.as_ref(), Some(&region.peers[0]));
-    assert_eq!(resp.region_epoch, region.region_epoch);
-    assert_eq!(resp.transfer_leader.unwrap().peer, Some(to.clone()));
+    // The step's command goes out at once on the leader's stream, before any new heartbeat
+    // (PD's DispatchFromCreate), addressed to the leader; and it answers the next heartbeat
+    // again while the step is not done.
+    for when in ["at creation", "on the next heartbeat"] {
+        let resp = tokio::time::timeout(DEADLINE, responses.message())
+            .await
+            .unwrap_or_else(|_| panic!("no command {when}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.region_id, rid, "{when}");
+        assert_eq!(resp.target_peer.as_ref(), Some(&region.peers[0]), "{when}");
+        assert_eq!(resp.region_epoch, region.region_epoch, "{when}");
+        assert_eq!(resp.transfer_leader.unwrap().peer, Some(to.clone()), "{when}");
+        tx.send(heartbeat(&pd, &region, 0, 1)).await.unwrap();
+    }
 
     // The new leader's heartbeat shows it done.
     tx.send(heartbeat(&pd, &region, 2, 2)).await.unwrap();
@@ -979,7 +987,8 @@ async fn merge_region_operator_over_http_and_heartbeats() {
     let again = merge(left.id, right.id).await.unwrap();
     assert!(again.0.contains("409"), "{again:?}");
 
-    // The source's leader gets Merge{target}, with its epoch and itself as target peer.
+    // The source's leader gets Merge{target}, with its epoch and itself as target peer: at
+    // once (pushed on creation), and again on its next heartbeat.
     tx.send(heartbeat(&pd, &left, 0, 1)).await.unwrap();
     let resp = tokio::time::timeout(DEADLINE, responses.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(resp.region_id, left.id);
