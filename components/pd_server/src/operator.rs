@@ -12,6 +12,9 @@
 //!    the store's own checks make a repeat harmless (a change already applied is refused as
 //!    invalid, one in flight as busy), and a lost command is simply sent again. The command
 //!    carries the epoch of the heartbeat, so the store refuses it if the region changed since.
+//!    The first command does not wait for a heartbeat: creation dispatches against the
+//!    region's last heartbeat and pushes the command to that leader's store at once
+//!    (`Cluster` invariant 6, PD's `DispatchFromCreate`).
 //! 3. **Removing the leader**: a `RemovePeer` step whose peer leads when it is dispatched sends a
 //!    leader transfer to another voter first (decided at dispatch, not at creation, because
 //!    leadership moves by itself).
