@@ -172,6 +172,17 @@ impl Env {
         .expect("connect to PD")
     }
 
+    /// Panics, with the first errors and the processes' logs, unless `errors` is empty.
+    fn assert_no_client_errors(&self, errors: &[String]) {
+        assert!(
+            errors.is_empty(),
+            "{} errors reached the client, first: {:?}\n{}",
+            errors.len(),
+            &errors[..errors.len().min(10)],
+            self.cluster.logs()
+        );
+    }
+
     /// Polls `cond` every 100 ms until it holds; panics if it does not within `timeout`.
     async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut cond: F)
     where
@@ -950,14 +961,7 @@ async fn auto_split_under_concurrent_puts_and_gets_surfaces_no_error() {
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let gets = gets.load(Ordering::Relaxed);
     eprintln!("{} puts, {gets} gets, {regions} regions", acked.len());
-    let errors = errors.lock().unwrap();
-    assert!(
-        errors.is_empty(),
-        "{} errors reached the client, first: {:?}\n{}",
-        errors.len(),
-        &errors[..errors.len().min(10)],
-        env.cluster.logs()
-    );
+    env.assert_no_client_errors(&errors.lock().unwrap());
     assert!(regions >= REGIONS_MIN, "only {regions} regions: the workload did not split enough");
     assert!(gets > 0, "no get ran");
     // Every acknowledged write is there.
@@ -1082,14 +1086,7 @@ async fn deleted_data_merges_back_to_a_few_regions_under_client_traffic() {
         "split to {split_to} regions; merged to {merged_to} in {merged_in:?}; \
          {puts} puts, {gets} gets meanwhile"
     );
-    let errors = errors.lock().unwrap();
-    assert!(
-        errors.is_empty(),
-        "{} errors reached the client, first: {:?}\n{}",
-        errors.len(),
-        &errors[..errors.len().min(10)],
-        env.cluster.logs()
-    );
+    env.assert_no_client_errors(&errors.lock().unwrap());
     assert!(puts > 0 && gets > 0, "the traffic did not run: {puts} puts, {gets} gets");
 
     // 5. What was kept is there, what was deleted is not, and the live keys hold their last

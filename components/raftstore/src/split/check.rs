@@ -199,13 +199,24 @@ mod tests {
             .expect("open the KV engine")
     }
 
-    fn put_all(kv: &engine_rocks::RocksEngine, n: u32) {
+    /// Writes what `fill` puts in a batch, then flushes it to an SST file.
+    fn write_and_flush(
+        kv: &engine_rocks::RocksEngine,
+        fill: impl FnOnce(&mut engine_rocks::RocksWriteBatch),
+    ) {
         let mut wb = kv.write_batch();
-        for i in 0..n {
-            wb.put_cf(CF_DEFAULT, &keys::data_key(format!("k{i:06}").as_bytes()), &[7u8; 1000]);
-        }
+        fill(&mut wb);
         kv.write(&mut wb, &WriteOptions::default()).unwrap();
         kv.flush_cf(CF_DEFAULT).unwrap();
+    }
+
+    fn put_all(kv: &engine_rocks::RocksEngine, n: u32) {
+        write_and_flush(kv, |wb| {
+            for i in 0..n {
+                let key = keys::data_key(format!("k{i:06}").as_bytes());
+                wb.put_cf(CF_DEFAULT, &key, &[7u8; 1000]);
+            }
+        });
     }
 
     /// A region emptied by a range delete: the estimate still counts the data; an exact
@@ -215,10 +226,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kv = engine(dir.path());
         put_all(&kv, 2_000); // ~2 MB
-        let mut wb = kv.write_batch();
-        wb.delete_range_cf(CF_DEFAULT, &keys::data_key(b"k000010"), &keys::enc_end_key(b""));
-        kv.write(&mut wb, &WriteOptions::default()).unwrap();
-        kv.flush_cf(CF_DEFAULT).unwrap();
+        write_and_flush(&kv, |wb| {
+            wb.delete_range_cf(CF_DEFAULT, &keys::data_key(b"k000010"), &keys::enc_end_key(b""));
+        });
         let region = metapb::Region { id: 1, ..Default::default() };
         let cfg = SplitConfig::with_split_size(util::config::ReadableSize::mib(64));
 
@@ -240,12 +250,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kv = engine(dir.path());
         put_all(&kv, 200); // ~200 KB
-        let mut wb = kv.write_batch();
-        for i in 1..200 {
-            wb.delete_cf(CF_DEFAULT, &keys::data_key(format!("k{i:06}").as_bytes()));
-        }
-        kv.write(&mut wb, &WriteOptions::default()).unwrap();
-        kv.flush_cf(CF_DEFAULT).unwrap();
+        write_and_flush(&kv, |wb| {
+            for i in 1..200 {
+                wb.delete_cf(CF_DEFAULT, &keys::data_key(format!("k{i:06}").as_bytes()));
+            }
+        });
         let region = metapb::Region { id: 1, ..Default::default() };
         let cfg = SplitConfig::with_split_size(util::config::ReadableSize::mib(64));
         let exact = check_region(&kv, &region, &cfg, true, 16 << 20).unwrap();
