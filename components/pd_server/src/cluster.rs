@@ -498,8 +498,12 @@ impl Cluster {
     }
 
     /// Registers `pusher` as the way to send commands unasked to store `store_id` (its region
-    /// heartbeat stream), replacing an older stream's.
+    /// heartbeat stream), replacing an older stream's. Only for a store PD knows: the map holds
+    /// at most one entry per registered store, whatever ids heartbeats name.
     pub fn register_pusher(&self, store_id: u64, pusher: Pusher) {
+        if !self.meta.read().stores.contains_key(&store_id) {
+            return;
+        }
         self.pushers.lock().insert(store_id, pusher);
     }
 
